@@ -1,0 +1,134 @@
+"""Secrets at rest: the one encrypted model field every API key, password, private key and token uses.
+
+Values are encrypted with Fernet; MultiFernet holds the key list (newest first) so that after
+`manage.py rotate_keys` rows encrypted with an older key stay readable until re-encrypted.
+Plaintext is never written: a value that cannot be encrypted raises, and a token that no
+configured key can decrypt raises `SecretDecryptionError` instead of returning anything.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django import forms
+from django.conf import settings
+from django.db import models
+
+from vigilus.redaction import remember_secret
+
+
+class SecretDecryptionError(RuntimeError):
+    """A stored secret cannot be decrypted with the configured keys."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A stored secret cannot be decrypted with the configured encryption keys. The key file "
+            f"{settings.DATA_DIR}/encryption.key (or VIGILUS_ENCRYPTION_KEYS) does not belong to this "
+            "database: restore the right key file. Nothing was decrypted."
+        )
+
+
+@lru_cache(maxsize=4)
+def _multi_fernet(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in keys])
+
+
+def multi_fernet() -> MultiFernet:
+    return _multi_fernet(tuple(settings.ENCRYPTION_KEYS))
+
+
+def encrypt(plaintext: str) -> str:
+    """A Fernet token (ASCII) for `plaintext`, made with the newest key."""
+    return multi_fernet().encrypt(plaintext.encode()).decode("ascii")
+
+
+def decrypt(token: str) -> str:
+    """The plaintext of a token made with any configured key; raises SecretDecryptionError otherwise."""
+    try:
+        return multi_fernet().decrypt(token.encode("ascii")).decode()
+    except (InvalidToken, UnicodeError):
+        raise SecretDecryptionError() from None
+
+
+class SecretInput(forms.PasswordInput):
+    """A password box that never renders the stored value; it only says whether one is set."""
+
+    def __init__(self, attrs: dict | None = None) -> None:
+        super().__init__(attrs={"autocomplete": "new-password", **(attrs or {})}, render_value=False)
+
+    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict:
+        is_set = bool(value)
+        context = super().get_context(name, None, attrs)
+        placeholder = "set (type a new value to replace it)" if is_set else "not set"
+        context["widget"]["attrs"].setdefault("placeholder", placeholder)
+        context["widget"]["is_set"] = is_set
+        return context
+
+
+class SecretFormField(forms.CharField):
+    """Write-only: an empty box keeps the stored secret, anything typed replaces it."""
+
+    widget = SecretInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["required"] = False
+        kwargs.pop("max_length", None)
+        kwargs["strip"] = False
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> str | None:
+        value = super().clean(value)
+        return value or None
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return bool(data)
+
+
+class EncryptedTextField(models.TextField):
+    """Text stored as a Fernet token. Empty stays empty (no secret); None stays NULL."""
+
+    description = "Text encrypted at rest"
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
+        if not value:
+            return value
+        plaintext = decrypt(value)
+        remember_secret(plaintext)
+        return plaintext
+
+    def get_prep_value(self, value: Any) -> str | None:
+        value = super().get_prep_value(value)
+        if not value:
+            return value
+        remember_secret(value)
+        return encrypt(value)
+
+    def formfield(self, **kwargs: Any) -> forms.Field:
+        # Forced, including over the admin's textarea override for TextField subclasses.
+        kwargs["form_class"] = SecretFormField
+        kwargs["widget"] = SecretInput
+        return super().formfield(**kwargs)
+
+    def save_form_data(self, instance: models.Model, data: Any) -> None:
+        if data is None:  # the secret box was left empty: keep what is stored
+            return
+        super().save_form_data(instance, data)
+
+    def value_to_string(self, obj: models.Model) -> str:
+        # Serialisation (dumpdata) must not write plaintext either.
+        value = self.value_from_object(obj)
+        return encrypt(value) if value else ""
+
+
+def encrypted_fields() -> list[tuple[type[models.Model], list[str]]]:
+    """Every concrete model with encrypted fields, and the names of those fields."""
+    from django.apps import apps
+
+    found = []
+    for model in apps.get_models():
+        names = [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+        if names:
+            found.append((model, names))
+    return found

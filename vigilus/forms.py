@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+
+from vigilus import login_throttle
+from vigilus.choices import Role
+from vigilus.models import SiteSettings
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """The login form, refusing further attempts after too many failures."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "locked_out": "Too many failed logins. Try again in %(minutes)d minutes.",
+    }
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username") or ""
+        client = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        if login_throttle.is_locked_out(username, client):
+            raise ValidationError(
+                self.error_messages["locked_out"],
+                code="locked_out",
+                params={"minutes": max(1, settings.LOGIN_FAILURE_WINDOW // 60)},
+            )
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            login_throttle.record_failure(username, client)
+            raise
+        login_throttle.clear_failures(username, client)
+        return cleaned
+
+
+class SiteSettingsForm(forms.ModelForm):
+    class Meta:
+        model = SiteSettings
+        fields = ["instance_name"]
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        required=False,
+        help_text="Leave empty to generate one; it is shown once.",
+    )
+
+
+class UserRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

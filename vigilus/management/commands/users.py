@@ -1,0 +1,71 @@
+"""`manage.py users add|list|set-role|deactivate`: the people who use Vigilus and their roles."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.management.base import CommandError
+
+from vigilus.choices import Role
+from vigilus.management.base import AreaCommand
+from vigilus.services import create_user, deactivate_user, role_of, set_role
+
+
+class Command(AreaCommand):
+    help = "Manage Vigilus users and their roles (admin, approver, viewer)."
+
+    def add_subcommands(self) -> None:
+        add = self.subcommand("add", "Create a user. Without --password-env a password is generated and printed once.")
+        add.add_argument("username")
+        add.add_argument("--role", required=True, choices=Role.values)
+        add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+        self.subcommand("list", "List users and their roles.", json_output=True)
+        set_role_parser = self.subcommand("set-role", "Change a user's role.")
+        set_role_parser.add_argument("username")
+        set_role_parser.add_argument("--role", required=True, choices=Role.values)
+        deactivate = self.subcommand("deactivate", "Stop a user from logging in (their audit history stays).")
+        deactivate.add_argument("username")
+
+    def _user(self, username: str) -> User:
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user named {username!r}.")
+        return user
+
+    def handle_add(self, *, username: str, role: str, password_env: str | None, **options: Any) -> None:
+        password = None
+        if password_env:
+            password = os.environ.get(password_env)
+            if not password:
+                raise CommandError(f"--password-env: the environment variable {password_env} is not set or empty.")
+        user, generated = create_user(username, role=role, password=password)
+        self.stdout.write(f"Created {role} {user.username!r}.")
+        if generated:
+            self.stdout.write(f"Password (shown once): {generated}")
+
+    def handle_list(self, *, json: bool, **options: Any) -> None:
+        rows = [
+            {
+                "username": user.username,
+                "role": (role_of(user) or ""),
+                "active": user.is_active,
+                "last_login": user.last_login.isoformat() if user.last_login else None,
+            }
+            for user in User.objects.order_by("username").prefetch_related("groups")
+        ]
+        if json:
+            self.print_json(rows)
+            return
+        for row in rows:
+            state = "" if row["active"] else " (deactivated)"
+            self.stdout.write(f"{row['username']:<24} {row['role'] or '-':<10}{state}")
+
+    def handle_set_role(self, *, username: str, role: str, **options: Any) -> None:
+        set_role(self._user(username), role)
+        self.stdout.write(f"{username!r} is now {role}.")
+
+    def handle_deactivate(self, *, username: str, **options: Any) -> None:
+        deactivate_user(self._user(username))
+        self.stdout.write(f"{username!r} can no longer log in.")

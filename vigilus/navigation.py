@@ -1,0 +1,28 @@
+"""The dashboard's navigation. An entry appears once its page exists (its URL name resolves)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+SECTIONS = (
+    ("Tasks", "tasks"),
+    ("Approvals", "approvals"),
+    ("Operators", "operators"),
+    ("Providers", "providers"),
+    ("Tools", "tools"),
+    ("Servers", "servers"),
+    ("Audit", "audit"),
+    ("Settings", "settings"),
+)
+
+
+def navigation(request: HttpRequest) -> dict:
+    entries = []
+    for label, url_name in SECTIONS:
+        try:
+            url = reverse(url_name)
+        except NoReverseMatch:
+            continue
+        entries.append({"label": label, "url": url, "active": request.path.startswith(url)})
+    return {"navigation": entries}

@@ -1,0 +1,114 @@
+"""Masking secrets in text: logs, audit entries, transcripts, websocket frames, command output.
+
+`redact()` masks, by value, every secret this process knows (each value an encrypted field
+stored or loaded, plus all of them once `load_known_secrets()` has run), wherever it appears —
+also inside a longer string — and, by shape, private-key blocks and bearer tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "[REDACTED]"
+# Shorter values are not masked by value: "a" or "1234" would mangle ordinary text. Secrets that
+# short offer no protection anyway.
+MIN_SECRET_LENGTH = 6
+
+_PRIVATE_KEY_BLOCK = re.compile(
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
+)
+_BEARER = re.compile(r"\b(Bearer|Token|Basic)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+_KEY_VALUE = re.compile(
+    r"""(?P<key>["']?(?:api[_-]?key|x-api-key|password|passwd|secret|token|authorization)["']?\s*[:=]\s*["']?)"""
+    r"""(?P<value>[^\s"',;}]{6,})""",
+    re.IGNORECASE,
+)
+
+_lock = threading.Lock()
+_known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def remember_secret(value: str | None) -> None:
+    """Add a secret value to the set masked by `redact()`."""
+    global _pattern
+    if not value or len(value) < MIN_SECRET_LENGTH or value in _known:
+        return
+    with _lock:
+        _known.add(value)
+        _pattern = None
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    for value in values:
+        remember_secret(value)
+
+
+def _secrets_pattern() -> re.Pattern[str] | None:
+    global _pattern
+    if _pattern is None and _known:
+        with _lock:
+            alternatives = sorted(_known, key=len, reverse=True)  # longest first: no partial leftovers
+            _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+    return _pattern
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret, private-key block and bearer token replaced by [REDACTED]."""
+    if not text:
+        return text
+    pattern = _secrets_pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    text = _PRIVATE_KEY_BLOCK.sub(MASK, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)
+    return text
+
+
+def redact_data(value: Any) -> Any:
+    """`redact()` applied to every string inside nested dicts, lists and tuples (keys included)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_data(v) for v in value)
+    return value
+
+
+def load_known_secrets() -> int:
+    """Read every stored secret once so that this process masks them all; returns how many."""
+    from vigilus.crypto import encrypted_fields
+
+    count = 0
+    for model, names in encrypted_fields():
+        for row in model._default_manager.values_list(*names):
+            for value in row:
+                if value:
+                    remember_secret(value)
+                    count += 1
+    return count
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter: the formatted message and any traceback leave with secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: log it as it is, still redacted
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True

@@ -1,0 +1,215 @@
+"""Instance-wide verbs: settings, people and their roles, key checks at process start."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.db.models import Q
+
+from vigilus.choices import Role
+from vigilus.models import KEY_CHECK_VALUE, SiteSettings
+from vigilus.redaction import load_known_secrets
+
+logger = logging.getLogger("vigilus")
+
+ADMIN_USERNAME = "admin"
+
+
+class KeyMismatchError(RuntimeError):
+    pass
+
+
+# --- Settings --------------------------------------------------------------------------------
+
+
+def site_settings() -> SiteSettings:
+    """The settings row, created on first use."""
+    row, _ = SiteSettings.objects.get_or_create(pk=1, defaults={"key_check": KEY_CHECK_VALUE})
+    return row
+
+
+def update_site_settings(*, actor: User, **changes: object) -> SiteSettings:
+    with transaction.atomic():
+        row = site_settings()
+        for field, value in changes.items():
+            setattr(row, field, value)
+        row.full_clean()
+        row.save()
+    logger.info("settings changed by %s: %s", actor.username, ", ".join(sorted(changes)))
+    return row
+
+
+def verify_keys() -> None:
+    """Refuse to go on when the encryption keys cannot read this database's secrets."""
+    try:
+        row = SiteSettings.objects.filter(pk=1).first()  # SecretDecryptionError on the wrong keys
+    except DatabaseError:  # not migrated yet: nothing is encrypted, nothing to check
+        return
+    if row is None:
+        site_settings()
+    elif row.key_check != KEY_CHECK_VALUE:
+        raise KeyMismatchError("The settings row's key check does not match; the database was tampered with.")
+
+
+def prepare_process() -> None:
+    """What every long-running process does before it serves: check the keys, learn the secrets to mask."""
+    verify_keys()
+    try:
+        load_known_secrets()
+    except DatabaseError:
+        pass
+
+
+# --- People and roles ------------------------------------------------------------------------
+
+
+def ensure_role_groups() -> dict[Role, Group]:
+    return {role: Group.objects.get_or_create(name=role.group_name)[0] for role in Role}
+
+
+def role_of(user: User) -> Role | None:
+    names = set(user.groups.values_list("name", flat=True))
+    for role in Role:  # strongest first
+        if role.group_name in names:
+            return role
+    return Role.ADMIN if user.is_superuser else None
+
+
+def is_admin(user: User) -> bool:
+    return user.is_authenticated and user.is_active and role_of(user) == Role.ADMIN
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+@transaction.atomic
+def set_role(user: User, role: Role | str) -> User:
+    """Put `user` in exactly one role group; admins also get the Django admin."""
+    role = Role(role)
+    groups = ensure_role_groups()
+    user.groups.remove(*[g for r, g in groups.items() if r != role])
+    user.groups.add(groups[role])
+    user.is_staff = user.is_superuser = role == Role.ADMIN
+    user.save(update_fields=["is_staff", "is_superuser"])
+    return user
+
+
+@transaction.atomic
+def create_user(username: str, *, role: Role | str, password: str | None = None) -> tuple[User, str | None]:
+    """Create a user in `role`. Returns the user and the generated password, if none was given."""
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValidationError(
+            {"role": f"Unknown role {role!r}: choose one of {', '.join(Role.values)}."}
+        ) from None
+    username = username.strip()
+    if not username:
+        raise ValidationError({"username": "A username is required."})
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": f"A user named {username!r} already exists."})
+    generated = None
+    if not password:
+        password = generated = generate_password()
+    user = User(username=username)
+    user.full_clean(exclude=["password"])
+    user.set_password(password)
+    user.save()
+    set_role(user, role)
+    return user, generated
+
+
+def admins() -> list[User]:
+    admin_group = Role.ADMIN.group_name
+    return list(
+        User.objects.filter(is_active=True)
+        .filter(Q(groups__name=admin_group) | Q(is_superuser=True))
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def first_admin() -> User | None:
+    found = admins()
+    return found[0] if found else None
+
+
+def ensure_first_admin(password: str | None) -> str | None:
+    """On a first start, create the `admin` user. Returns the generated password to print once, if any."""
+    ensure_role_groups()
+    if first_admin() is not None or User.objects.filter(username=ADMIN_USERNAME).exists():
+        return None
+    _, generated = create_user(ADMIN_USERNAME, role=Role.ADMIN, password=password or None)
+    return generated
+
+
+def resolve_actor(username: str | None) -> User:
+    """The person a command-line action is done as: `username`, else the first admin."""
+    if username:
+        user = User.objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise ValidationError({"as": f"No active user named {username!r}."})
+        return user
+    user = first_admin()
+    if user is None:
+        raise ValidationError({"as": "No admin exists yet: create one with `manage.py users add NAME --role admin`."})
+    return user
+
+
+@transaction.atomic
+def deactivate_user(user: User) -> User:
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    return user
+
+
+# --- Key rotation ----------------------------------------------------------------------------
+
+
+def rotate_encryption_keys(*, retire_old: bool = False) -> int:
+    """Add a new encryption key (it encrypts from now on) and re-encrypt every stored secret with it.
+
+    Old keys stay in the key file, so rows not yet re-encrypted (or written meanwhile by another
+    process still holding the old key list) stay readable. With `retire_old`, the old keys are
+    removed once every row has been re-encrypted. Returns the number of secrets re-encrypted.
+    """
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+
+    from vigilus.keyfiles import ENCRYPTION_KEY_FILE, KeyFileError, write_private_file
+
+    if settings.KEYS.encryption_keys_from_env:
+        raise KeyFileError(
+            "The encryption keys come from VIGILUS_ENCRYPTION_KEYS: rotate them there (put a new "
+            "Fernet key first, keep the old ones after it) and restart, then run rotate_keys --reencrypt-only."
+        )
+    key_path = settings.DATA_DIR / ENCRYPTION_KEY_FILE
+    new_keys = (Fernet.generate_key().decode(), *settings.ENCRYPTION_KEYS)
+    write_private_file(key_path, "\n".join(new_keys) + "\n")
+    settings.ENCRYPTION_KEYS = new_keys
+    count = reencrypt_secrets()
+    if retire_old:
+        write_private_file(key_path, new_keys[0] + "\n")
+        settings.ENCRYPTION_KEYS = new_keys[:1]
+    return count
+
+
+def reencrypt_secrets() -> int:
+    """Re-encrypt every stored secret with the newest key; returns how many values were rewritten."""
+    from vigilus.crypto import encrypted_fields
+
+    count = 0
+    with transaction.atomic():
+        for model, names in encrypted_fields():
+            for row in model._default_manager.values_list("pk", *names):
+                pk, values = row[0], dict(zip(names, row[1:]))
+                present = {name: value for name, value in values.items() if value}
+                if present:
+                    model._default_manager.filter(pk=pk).update(**present)
+                    count += len(present)
+    return count

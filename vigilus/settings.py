@@ -1,0 +1,234 @@
+"""Vigilus settings, read from the environment (README.md lists every variable and its default).
+
+Every variable is prefixed VIGILUS_, except the conventions DATABASE_URL and REDIS_URL. Secrets
+may be given as NAME_FILE (a path) instead of NAME, for Docker secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from kombu import Queue
+
+from vigilus.keyfiles import load_keys
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+DATA_DIR = Path(env.str("VIGILUS_DATA_DIR", default="~/.vigilus")).expanduser().resolve()
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite in the data directory unless DATABASE_URL says otherwise (postgres://..., sqlite:////path).
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'vigilus.sqlite3'}")}
+USING_SQLITE = "sqlite3" in DATABASES["default"]["ENGINE"]
+if USING_SQLITE:
+    SQLITE_PATH = Path(DATABASES["default"]["NAME"])
+    # WAL lets the web, worker, beat and command-line processes read while one writes; IMMEDIATE
+    # takes the write lock at BEGIN, so concurrent writers wait on the busy timeout instead of
+    # failing with "database is locked" halfway through a transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    }
+    # On disk, not in memory, so that the workers and commands a test starts can share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Keys (created in the data directory on first start; see vigilus/keyfiles.py) -------------
+# With PostgreSQL the database cannot be looked at before Django starts; there the key check
+# (vigilus.services.verify_keys, at every process start) refuses keys that do not fit the database.
+KEYS = load_keys(
+    DATA_DIR, database_exists=USING_SQLITE and SQLITE_PATH.exists() and SQLITE_PATH.stat().st_size > 0
+)
+SECRET_KEY = KEYS.secret_key
+ENCRYPTION_KEYS = KEYS.encryption_keys
+JIT_SIGNING_KEY_PEM = KEYS.jit_signing_key_pem
+
+# --- Core -----------------------------------------------------------------------------------
+DEBUG = env.bool("VIGILUS_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("VIGILUS_ALLOWED_HOSTS", default=["*"])
+CSRF_TRUSTED_ORIGINS = env.list("VIGILUS_CSRF_TRUSTED_ORIGINS", default=[])
+PORT = env.int("VIGILUS_PORT", default=3000)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_celery_beat",
+    "channels",
+    "vigilus.apps.VigilusConfig",
+    "providers.apps.ProvidersConfig",
+    "tools.apps.ToolsConfig",
+    "jit.apps.JITConfig",
+    "audit.apps.AuditConfig",
+    "operators.apps.OperatorsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "vigilus.urls"
+ASGI_APPLICATION = "vigilus.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "vigilus.navigation.navigation",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+# Failed logins allowed per username and per client address within the window, then refused.
+LOGIN_FAILURE_LIMIT = env.int("VIGILUS_LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW = env.int("VIGILUS_LOGIN_FAILURE_WINDOW", default=300)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("VIGILUS_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "vigilus" / "static"]
+# Static files are served by WhiteNoise straight from the source tree (no collectstatic step).
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Redis, cache, channels, Celery ---------------------------------------------------------
+# Without REDIS_URL, `make run` starts an embedded Redis listening on a unix socket in the data dir.
+EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis.sock"
+REDIS_URL = env.str("REDIS_URL", default="") or f"unix://{EMBEDDED_REDIS_SOCKET}"
+REDIS_EMBEDDED = not env.str("REDIS_URL", default="")
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """Celery (kombu) spells a Redis unix socket `redis+socket://PATH`."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix":
+        query = f"?{parts.query}" if parts.query else ""
+        return f"redis+socket://{parts.path}{query}"
+    return redis_url
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "vigilus",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "vigilus:channels"},
+    }
+}
+
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Every queue the project uses. A worker started without -Q consumes all of them, so the
+# Procfile's worker line never needs to repeat this list.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = (Queue("default", routing_key="default"), Queue("tools", routing_key="tools"))
+
+# --- HTTPS behind a reverse proxy -----------------------------------------------------------
+HTTPS = env.bool("VIGILUS_HTTPS", default=False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("VIGILUS_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("VIGILUS_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = False
+    SILENCED_SYSTEM_CHECKS = [
+        # HSTS is sent, but only for this host: subdomains of a homelab domain are often other
+        # plain-HTTP devices; VIGILUS_HSTS_INCLUDE_SUBDOMAINS=true opts in.
+        *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+        # Preloading is a browser-vendor list for public sites, not for a self-hosted dashboard.
+        "security.W021",
+    ]
+else:
+    SILENCED_SYSTEM_CHECKS = [
+        # The default is plain HTTP on a LAN (http://host:3000). Secure cookies, HTTPS redirects
+        # and HSTS would lock the user out there; VIGILUS_HTTPS=true turns all four on.
+        "security.W004",  # SECURE_HSTS_SECONDS
+        "security.W008",  # SECURE_SSL_REDIRECT
+        "security.W012",  # SESSION_COOKIE_SECURE
+        "security.W016",  # CSRF_COOKIE_SECURE
+    ]
+
+# --- Logging: every handler redacts secrets (vigilus/redaction.py) --------------------------
+LOG_LEVEL = env.str("VIGILUS_LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "vigilus.redaction.RedactingFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}

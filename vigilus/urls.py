@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from vigilus import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("health/panel/", views.health_panel, name="health-panel"),
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/users/", views.user_create, name="user-create"),
+    path("settings/users/<int:pk>/role/", views.user_role, name="user-role"),
+    path("settings/users/<int:pk>/deactivate/", views.user_deactivate, name="user-deactivate"),
+    path("admin/", admin.site.urls),
+]
