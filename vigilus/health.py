@@ -25,7 +25,9 @@ def database_ok() -> bool:
 
 def redis_ok() -> bool:
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=PING_TIMEOUT, socket_connect_timeout=PING_TIMEOUT)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=PING_TIMEOUT, socket_connect_timeout=PING_TIMEOUT
+        )
         try:
             return bool(client.ping())
         finally:
@@ -40,7 +42,8 @@ def live_workers() -> int:
     from vigilus.celery import app
 
     try:
-        return len(app.control.ping(timeout=PING_TIMEOUT) or [])
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+            return len(app.control.ping(timeout=PING_TIMEOUT, connection=connection) or [])
     except Exception:
         logger.warning("health: cannot ping workers", exc_info=True)
         return 0

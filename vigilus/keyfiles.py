@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 
-SECRET_KEY_FILE = "secret.key"
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 ENCRYPTION_KEY_FILE = "encryption.key"
 JIT_SIGNING_KEY_FILE = "jit_signing.key"
 KEY_FILES = (SECRET_KEY_FILE, ENCRYPTION_KEY_FILE, JIT_SIGNING_KEY_FILE)

@@ -21,10 +21,10 @@ MIN_SECRET_LENGTH = 6
 _PRIVATE_KEY_BLOCK = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
 )
-_BEARER = re.compile(r"\b(Bearer|Token|Basic)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+_BEARER = re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
 _KEY_VALUE = re.compile(
     r"""(?P<key>["']?(?:api[_-]?key|x-api-key|password|passwd|secret|token|authorization)["']?\s*[:=]\s*["']?)"""
-    r"""(?P<value>[^\s"',;}]{6,})""",
+    r"""(?!(?:Bearer|Basic)\s|\[REDACTED\])(?P<value>[^\s"',;}]{6,})""",
     re.IGNORECASE,
 )
 

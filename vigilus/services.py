@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 
@@ -58,10 +59,8 @@ def verify_keys() -> None:
 def prepare_process() -> None:
     """What every long-running process does before it serves: check the keys, learn the secrets to mask."""
     verify_keys()
-    try:
+    with contextlib.suppress(DatabaseError):
         load_known_secrets()
-    except DatabaseError:
-        pass
 
 
 # --- People and roles ------------------------------------------------------------------------
@@ -105,9 +104,7 @@ def create_user(username: str, *, role: Role | str, password: str | None = None)
     try:
         role = Role(role)
     except ValueError:
-        raise ValidationError(
-            {"role": f"Unknown role {role!r}: choose one of {', '.join(Role.values)}."}
-        ) from None
+        raise ValidationError({"role": f"Unknown role {role!r}: choose one of {', '.join(Role.values)}."}) from None
     username = username.strip()
     if not username:
         raise ValidationError({"username": "A username is required."})
@@ -207,7 +204,7 @@ def reencrypt_secrets() -> int:
     with transaction.atomic():
         for model, names in encrypted_fields():
             for row in model._default_manager.values_list("pk", *names):
-                pk, values = row[0], dict(zip(names, row[1:]))
+                pk, values = row[0], dict(zip(names, row[1:], strict=False))
                 present = {name: value for name, value in values.items() if value}
                 if present:
                     model._default_manager.filter(pk=pk).update(**present)

@@ -43,9 +43,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Keys (created in the data directory on first start; see vigilus/keyfiles.py) -------------
 # With PostgreSQL the database cannot be looked at before Django starts; there the key check
 # (vigilus.services.verify_keys, at every process start) refuses keys that do not fit the database.
-KEYS = load_keys(
-    DATA_DIR, database_exists=USING_SQLITE and SQLITE_PATH.exists() and SQLITE_PATH.stat().st_size > 0
-)
+KEYS = load_keys(DATA_DIR, database_exists=USING_SQLITE and SQLITE_PATH.exists() and SQLITE_PATH.stat().st_size > 0)
 SECRET_KEY = KEYS.secret_key
 ENCRYPTION_KEYS = KEYS.encryption_keys
 JIT_SIGNING_KEY_PEM = KEYS.jit_signing_key_pem
@@ -128,7 +126,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "vigilus" / "static"]
 # Static files are served by WhiteNoise straight from the source tree (no collectstatic step).
 WHITENOISE_USE_FINDERS = True

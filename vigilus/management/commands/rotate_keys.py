@@ -18,7 +18,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--retire-old", action="store_true", help="remove the old keys once all rows are re-encrypted")
+        parser.add_argument(
+            "--retire-old", action="store_true", help="remove the old keys once all rows are re-encrypted"
+        )
         parser.add_argument(
             "--reencrypt-only",
             action="store_true",
@@ -38,4 +40,7 @@ class Command(BaseCommand):
         if retire_old:
             self.stdout.write("Old keys removed.")
         else:
-            self.stdout.write("Old keys kept for rows written by processes still running; restart Vigilus, then run with --retire-old.")
+            self.stdout.write(
+                "Old keys kept for rows written by processes still running; "
+                "restart Vigilus, then run with --retire-old."
+            )

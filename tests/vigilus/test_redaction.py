@@ -1,0 +1,113 @@
+"""Secrets are masked by value wherever they appear, and by shape (private keys, bearer tokens)."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from vigilus.models import SiteSettings
+from vigilus.redaction import MASK, RedactingFilter, redact, redact_data, remember_secret
+
+SECRET = "hunter2-pa55-q9z"
+PEM = """-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACBx0x8example0key0material0only0for0tests00000000000000000
+-----END OPENSSH PRIVATE KEY-----"""
+
+
+def test_secret_embedded_in_a_longer_string_is_masked() -> None:
+    remember_secret(SECRET)
+    text = f"connect --url=https://user:{SECRET}@nas.lan/api?x=1 failed"
+    assert redact(text) == f"connect --url=https://user:{MASK}@nas.lan/api?x=1 failed"
+
+
+def test_secret_glued_to_other_characters_is_still_masked() -> None:
+    remember_secret(SECRET)
+    assert SECRET not in redact(f"abc{SECRET}def{SECRET}")
+
+
+def test_private_key_block_is_masked() -> None:
+    out = redact(f"key is:\n{PEM}\nend")
+    assert "PRIVATE KEY" not in out and "b3BlbnNzaC1rZXkt" not in out
+    assert out.startswith("key is:\n") and out.endswith("\nend")
+
+
+def test_truncated_private_key_block_is_masked_to_the_end() -> None:
+    out = redact("log: " + PEM[:120])
+    assert "b3BlbnNzaC1rZXkt" not in out
+
+
+def test_bearer_token_is_masked() -> None:
+    out = redact('curl -H "Authorization: Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln" https://api')
+    assert "eyJhbGci" not in out and "Bearer [REDACTED]" in out
+
+
+def test_key_value_pairs_are_masked() -> None:
+    out = redact('{"api_key": "abcdef123456", "password=swordfish99"}')
+    assert "abcdef123456" not in out and "swordfish99" not in out
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    text = "apt upgrade -y on nas01 finished: 12 packages, token budget 4000"
+    assert redact(text) == text
+
+
+def test_redact_data_walks_nested_arguments() -> None:
+    remember_secret(SECRET)
+    data = {"command": f"mysql -p{SECRET}", "env": [{"PW": SECRET}], "n": 3}
+    assert redact_data(data) == {"command": f"mysql -p{MASK}", "env": [{"PW": MASK}], "n": 3}
+
+
+def _log_through_filter(message: str, *args: object, exc: BaseException | None = None) -> str:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("vigilus.test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        if exc is not None:
+            try:
+                raise exc
+            except type(exc):
+                logger.exception(message, *args)
+        else:
+            logger.warning(message, *args)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_logging_filter_masks_arguments_and_tracebacks() -> None:
+    remember_secret(SECRET)
+    out = _log_through_filter(
+        "login to %s with %s", "nas", f"pw={SECRET}!", exc=RuntimeError(f"auth failed for {SECRET}")
+    )
+    assert SECRET not in out
+    assert "login to nas" in out and "RuntimeError" in out and MASK in out
+
+
+@pytest.mark.django_db
+def test_a_secret_saved_in_the_database_is_masked_in_the_logs(settings: object) -> None:
+    from vigilus import redaction
+
+    value = "fresh-secret-never-logged-1"
+    SiteSettings.objects.create(pk=1, key_check=value)  # any encrypted field will do
+    redaction._known.discard(value)
+    redaction._pattern = None
+    SiteSettings.objects.get(pk=1)  # loading it teaches this process the value
+    assert value not in _log_through_filter("settings row: %s", value)
+
+
+@pytest.mark.django_db
+def test_load_known_secrets_reads_every_stored_secret() -> None:
+    from vigilus import redaction
+
+    value = "another-stored-secret-77"
+    SiteSettings.objects.create(pk=1, key_check=value)
+    redaction._known.discard(value)
+    redaction._pattern = None
+    assert redaction.load_known_secrets() >= 1
+    assert redact(f"x{value}y") == f"x{MASK}y"

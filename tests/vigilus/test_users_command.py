@@ -1,0 +1,108 @@
+"""`manage.py users`: scripted setup of people and roles; `--as` names who acts."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+
+from vigilus.choices import Role
+from vigilus.services import ensure_first_admin, resolve_actor, role_of
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("users", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("role", Role.values)
+def test_add_puts_the_user_in_the_role_group(role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEW_PW", "a-long-password-42")
+    run("add", "sam", "--role", role, "--password-env", "NEW_PW")
+    user = User.objects.get(username="sam")
+    assert list(user.groups.values_list("name", flat=True)) == [f"{role}s"]
+    assert authenticate(username="sam", password="a-long-password-42") == user
+    assert user.is_staff == (role == "admin")
+
+
+def test_add_without_password_prints_a_generated_one_once() -> None:
+    out = run("add", "kim", "--role", "viewer")
+    password = out.split("Password (shown once): ")[1].strip()
+    assert authenticate(username="kim", password=password) is not None
+    assert "Password" not in run("list")
+
+
+def test_password_env_that_is_unset_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE", raising=False)
+    with pytest.raises(CommandError, match="NOPE is not set"):
+        run("add", "kim", "--role", "viewer", "--password-env", "NOPE")
+    assert not User.objects.filter(username="kim").exists()
+
+
+def test_duplicate_username_is_refused_naming_the_field() -> None:
+    run("add", "kim", "--role", "viewer")
+    with pytest.raises(CommandError, match="username: A user named 'KIM' already exists"):
+        run("add", "KIM", "--role", "admin")
+
+
+def test_unknown_role_is_refused() -> None:
+    with pytest.raises(CommandError, match="invalid choice: 'root'"):
+        run("add", "kim", "--role", "root")
+
+
+def test_list_json_set_role_and_deactivate() -> None:
+    run("add", "kim", "--role", "viewer")
+    run("set-role", "kim", "--role", "approver")
+    run("deactivate", "kim")
+    (row,) = [r for r in json.loads(run("list", "--json")) if r["username"] == "kim"]
+    assert row == {"username": "kim", "role": "approver", "active": False, "last_login": None}
+
+
+def test_first_admin_uses_the_configured_password_and_is_created_once() -> None:
+    assert ensure_first_admin("first-Admin-pw-1") is None
+    admin = User.objects.get(username="admin")
+    assert role_of(admin) == Role.ADMIN
+    assert authenticate(username="admin", password="first-Admin-pw-1") == admin
+    assert ensure_first_admin("other") is None
+    assert User.objects.filter(username="admin").count() == 1
+
+
+def test_first_admin_without_password_gets_a_generated_one() -> None:
+    generated = ensure_first_admin(None)
+    assert generated and authenticate(username="admin", password=generated) is not None
+    assert ensure_first_admin(None) is None
+
+
+def test_actions_default_to_the_first_admin_and_as_names_another() -> None:
+    run("add", "root-admin", "--role", "admin")
+    run("add", "bert", "--role", "approver")
+    assert resolve_actor(None).username == "root-admin"
+    assert resolve_actor("bert").username == "bert"
+    with pytest.raises(ValidationError, match="No active user named 'ghost'"):
+        resolve_actor("ghost")
+
+
+def test_as_unknown_user_is_a_command_error() -> None:
+    from vigilus.management.base import AreaCommand
+
+    class Probe(AreaCommand):
+        def add_subcommands(self) -> None:
+            self.subcommand("who", "print the actor")
+
+        def handle_who(self, **options: object) -> None:
+            self.stdout.write(self.actor(options).username)
+
+    run("add", "boss", "--role", "admin")
+    out = StringIO()
+    call_command(Probe(), "who", stdout=out)
+    assert out.getvalue().strip() == "boss"
+    with pytest.raises(CommandError, match="as: No active user named 'ghost'"):
+        call_command(Probe(), "who", "--as", "ghost")
