@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from vigilus import views
 
@@ -16,5 +16,6 @@ urlpatterns = [
     path("settings/users/", views.user_create, name="user-create"),
     path("settings/users/<int:pk>/role/", views.user_role, name="user-role"),
     path("settings/users/<int:pk>/deactivate/", views.user_deactivate, name="user-deactivate"),
+    path("providers/", include("providers.urls")),
     path("admin/", admin.site.urls),
 ]

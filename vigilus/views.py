@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
@@ -18,18 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from vigilus import health, services
 from vigilus.forms import SiteSettingsForm, ThrottledAuthenticationForm, UserCreateForm, UserRoleForm
-
-
-def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Only admins; everyone else gets 403 (login itself is enforced by LoginRequiredMiddleware)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not services.is_admin(request.user):
-            raise PermissionDenied("Only admins may do this.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+from vigilus.permissions import admin_required
 
 
 class LoginView(auth_views.LoginView):

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class ProviderKind(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI = "openai", "OpenAI"
+    GOOGLE = "google", "Google (Gemini)"
+    OLLAMA = "ollama", "Ollama"
+    LM_STUDIO = "lm_studio", "LM Studio"
+    VLLM = "vllm", "vLLM"
+    OPENROUTER = "openrouter", "OpenRouter"
+    XAI = "xai", "xAI"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible endpoint"
+
+
+class CheckStatus(models.TextChoices):
+    """The outcome of the last connection or tool-calling test."""
+
+    UNTESTED = "untested", "Not tested"
+    RUNNING = "running", "Testing…"
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"

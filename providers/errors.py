@@ -1,0 +1,63 @@
+"""Typed errors of model calls and model listing. Each message is meant for a person and is redacted."""
+
+from __future__ import annotations
+
+from vigilus.redaction import redact
+
+
+class ProviderError(Exception):
+    """A model endpoint did not give a usable answer. `transient` errors are worth retrying."""
+
+    transient = False
+    label = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class AuthenticationFailed(ProviderError):
+    label = "authentication failed"
+
+
+class RateLimited(ProviderError):
+    transient = True
+    label = "rate limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTimedOut(ProviderError):
+    transient = True
+    label = "timed out"
+
+
+class Unreachable(ProviderError):
+    transient = True
+    label = "unreachable"
+
+
+class ServerError(ProviderError):
+    transient = True
+    label = "server error"
+
+
+class ModelNotFound(ProviderError):
+    label = "model not found"
+
+
+class BadRequest(ProviderError):
+    label = "request refused"
+
+
+class MalformedResponse(ProviderError):
+    label = "malformed response"
+
+
+class NotConfigured(ProviderError):
+    label = "not configured"

@@ -1,0 +1,190 @@
+"""Provider verbs: create, update, remove (never contacting the endpoint), and the checks that do."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from providers.choices import CheckStatus, ProviderKind
+from providers.errors import NotConfigured, ProviderError
+from providers.models import Provider
+
+logger = logging.getLogger("vigilus.providers")
+
+EDITABLE_FIELDS = ("name", "kind", "base_url", "api_key", "default_model", "enabled")
+CONNECTION_TEST_TIMEOUT = 30.0
+
+PING_PROMPT = "Reply with the single word: pong"
+TOOL_CHECK_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_current_time",
+        "description": "Returns the current time in the given IANA time zone.",
+        "parameters": {
+            "type": "object",
+            "properties": {"timezone": {"type": "string", "description": "An IANA time zone, e.g. Europe/Berlin"}},
+            "required": ["timezone"],
+        },
+    },
+}
+TOOL_CHECK_PROMPT = "What time is it in UTC right now? Use the get_current_time tool."
+
+
+def _validate(provider: Provider) -> None:
+    """Field-named errors for everything a person can get wrong, before anything is saved."""
+    try:
+        provider.full_clean()
+    except ValidationError as exc:
+        errors = exc.message_dict
+        if "kind" in errors and provider.kind not in ProviderKind.values:  # the one clear message, not two
+            errors["kind"] = [m for m in errors["kind"] if m.startswith("Unknown kind")]
+        raise ValidationError(errors) from None
+
+
+@transaction.atomic
+def create_provider(
+    *,
+    actor: User,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key: str = "",
+    default_model: str = "",
+    enabled: bool = True,
+) -> Provider:
+    """Save a provider. The endpoint is not contacted: it may be set up before its host is up."""
+    provider = Provider(
+        name=name.strip(),
+        kind=kind,
+        base_url=base_url.strip(),
+        api_key=api_key.strip(),
+        default_model=default_model.strip(),
+        enabled=enabled,
+    )
+    _validate(provider)
+    provider.save()
+    logger.info("provider %s (%s) created by %s", provider.name, provider.kind, actor.username)
+    return provider
+
+
+@transaction.atomic
+def update_provider(provider: Provider, *, actor: User, **changes: object) -> Provider:
+    """Change a provider's settings; an `api_key` of None keeps the stored key."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    if changes.get("api_key") is None:
+        changes.pop("api_key", None)
+    for field, value in changes.items():
+        setattr(provider, field, value.strip() if isinstance(value, str) else value)
+    _validate(provider)
+    connection_changed = {"kind", "base_url", "api_key"} & set(changes)
+    if connection_changed:
+        provider.last_test_status = provider.tools_check_status = CheckStatus.UNTESTED
+        provider.last_test_message = provider.tools_check_message = ""
+    provider.save()
+    logger.info("provider %s changed by %s: %s", provider.name, actor.username, ", ".join(sorted(changes)))
+    return provider
+
+
+@transaction.atomic
+def remove_provider(provider: Provider, *, actor: User) -> None:
+    name = provider.name
+    provider.delete()
+    logger.info("provider %s removed by %s", name, actor.username)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    message: str
+    model: str
+
+
+def _model_for(provider: Provider, model: str | None) -> str:
+    chosen = (model or provider.default_model).strip()
+    if not chosen:
+        raise NotConfigured(f"{provider.name} has no default model: set one, or name the model to test.")
+    return chosen
+
+
+def _record(provider: Provider, *, status_field: str, message_field: str, result: CheckResult) -> None:
+    fields = {status_field: CheckStatus.OK if result.ok else CheckStatus.FAILED, message_field: result.message}
+    if status_field == "last_test_status":
+        fields["last_tested_at"] = timezone.now()
+    Provider.objects.filter(pk=provider.pk).update(**fields)
+    for field, value in fields.items():
+        setattr(provider, field, value)
+
+
+def run_connection_test(
+    provider: Provider, *, model: str | None = None, timeout: float = CONNECTION_TEST_TIMEOUT
+) -> CheckResult:
+    """One tiny completion. The outcome is stored on the provider and returned."""
+    from providers.client import complete
+
+    try:
+        chosen = _model_for(provider, model)
+        completion = complete(
+            provider,
+            [{"role": "user", "content": PING_PROMPT}],
+            model=chosen,
+            timeout=timeout,
+            max_retries=0,
+            max_tokens=16,
+        )
+    except ProviderError as exc:
+        result = CheckResult(False, f"{exc.label}: {exc}", model or provider.default_model)
+    else:
+        result = CheckResult(
+            True,
+            f"{chosen} answered in {completion.latency_ms} ms ({completion.usage.total_tokens} tokens): "
+            f"{completion.text.strip()[:80]!r}",
+            chosen,
+        )
+    _record(provider, status_field="last_test_status", message_field="last_test_message", result=result)
+    return result
+
+
+def run_tool_calling_check(
+    provider: Provider, *, model: str | None = None, timeout: float = CONNECTION_TEST_TIMEOUT
+) -> CheckResult:
+    """Does the model answer a tool-use prompt with a well-formed call? Stored on the provider and returned."""
+    from providers.client import complete
+
+    try:
+        chosen = _model_for(provider, model)
+        completion = complete(
+            provider,
+            [{"role": "user", "content": TOOL_CHECK_PROMPT}],
+            model=chosen,
+            tools=[TOOL_CHECK_TOOL],
+            timeout=timeout,
+            max_retries=0,
+        )
+    except ProviderError as exc:
+        result = CheckResult(False, f"{exc.label}: {exc}", model or provider.default_model)
+    else:
+        result = CheckResult(*judge_tool_call(completion), chosen)
+    _record(provider, status_field="tools_check_status", message_field="tools_check_message", result=result)
+    return result
+
+
+def judge_tool_call(completion: object) -> tuple[bool, str]:
+    """(ok, explanation) for the answer to the tool-calling prompt."""
+    calls = completion.tool_calls
+    if not calls:
+        return False, f"answered in text instead of calling the tool: {completion.text.strip()[:80]!r}"
+    call = calls[0]
+    if call.name != TOOL_CHECK_TOOL["function"]["name"]:
+        return False, f"called an unknown tool {call.name!r}"
+    if call.error:
+        return False, f"called the tool with malformed arguments: {call.error}"
+    if not isinstance(call.arguments.get("timezone"), str):
+        return False, f"called the tool without the required 'timezone' argument: {call.raw_arguments[:80]!r}"
+    return True, f"well-formed tool call get_current_time({call.raw_arguments[:60]})"
