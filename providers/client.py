@@ -128,10 +128,11 @@ def complete(
     if max_tokens is not None:
         kwargs["max_tokens"] = max_tokens
     attempt = 0
+    library = litellm()  # the first call imports it: not part of the latency
     while True:
         started = time.monotonic()
         try:
-            response = litellm().completion(**kwargs)
+            response = library.completion(**kwargs)
             return normalise(response, latency_ms=int((time.monotonic() - started) * 1000), model=chosen)
         except Exception as exc:
             error = exc if isinstance(exc, ProviderError) else translate(exc, provider)
@@ -208,17 +209,13 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _connection_failed(exc: BaseException) -> bool:
+    """Whether the chain of causes holds a failure to connect (not a reply cut short after connecting)."""
     import httpx
 
-    for link in _chain(exc):
-        if isinstance(link, httpx.ConnectError | ConnectionError | socket.gaierror):
-            return True
-        name = type(link).__name__
-        if name in ("ConnectError", "ConnectTimeout") or any(
-            words in str(link) for words in ("Connection refused", "Connection error", "All connection attempts failed")
-        ):
-            return True
-    return False
+    return any(
+        isinstance(link, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError | socket.gaierror)
+        for link in _chain(exc)
+    )
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -234,11 +231,16 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def first_line(text: str, limit: int = 300) -> str:
+    """The gist of a library's message: its first line, without any traceback appended to it."""
+    return (text.split("\nTraceback", 1)[0].strip().splitlines() or [""])[0][:limit]
+
+
 def translate(exc: Exception, provider: Provider) -> ProviderError:
     """A litellm exception as one of our typed errors, with a message a person can act on."""
     lib = litellm()
     where = provider.endpoint
-    detail = str(getattr(exc, "message", "") or exc)[:300]
+    detail = first_line(str(getattr(exc, "message", "") or exc))
     status = getattr(exc, "status_code", None)
     if isinstance(exc, lib.AuthenticationError | lib.PermissionDeniedError):
         return AuthenticationFailed(f"{where} refused the API key: {detail}")

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from vigilus import views
+
+# Each area's pages, mounted when its app is installed.
+AREA_URLS = [
+    ("providers/", "providers"),
+]
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +22,6 @@ urlpatterns = [
     path("settings/users/", views.user_create, name="user-create"),
     path("settings/users/<int:pk>/role/", views.user_role, name="user-role"),
     path("settings/users/<int:pk>/deactivate/", views.user_deactivate, name="user-deactivate"),
-    path("providers/", include("providers.urls")),
+    *(path(prefix, include(f"{app}.urls")) for prefix, app in AREA_URLS if apps.is_installed(app)),
     path("admin/", admin.site.urls),
 ]

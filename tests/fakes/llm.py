@@ -649,6 +649,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate small writes: without TCP_NODELAY the body waits ~40 ms
+    # for the client's delayed ACK on every reply.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -416,8 +416,8 @@ def test_litellm_model_discovery(
 
 def _get(url: str, headers: dict[str, str] | None = None, data: dict[str, Any] | None = None) -> Any:
     body = json.dumps(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310 - loopback http only
-    with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as reply:
         return json.loads(reply.read())
 
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from vigilus.models import SiteSettings
-from vigilus.redaction import MASK, RedactingFilter, redact, redact_data, remember_secret
+from providers.models import Provider
+from vigilus.redaction import MASK, RedactingFilter, load_known_secrets, redact, redact_data, remember_secret
 
 SECRET = "hunter2-pa55-q9z"
 PEM = """-----BEGIN OPENSSH PRIVATE KEY-----
@@ -89,25 +89,27 @@ def test_logging_filter_masks_arguments_and_tracebacks() -> None:
     assert "login to nas" in out and "RuntimeError" in out and MASK in out
 
 
-@pytest.mark.django_db
-def test_a_secret_saved_in_the_database_is_masked_in_the_logs(settings: object) -> None:
+def _forget(value: str) -> None:
     from vigilus import redaction
 
-    value = "fresh-secret-never-logged-1"
-    SiteSettings.objects.create(pk=1, key_check=value)  # any encrypted field will do
     redaction._known.discard(value)
     redaction._pattern = None
-    SiteSettings.objects.get(pk=1)  # loading it teaches this process the value
-    assert value not in _log_through_filter("settings row: %s", value)
+
+
+@pytest.mark.django_db
+def test_a_secret_loaded_from_the_database_is_masked_in_the_logs() -> None:
+    value = "fresh-secret-never-logged-1"
+    Provider.objects.create(name="cloud", kind="openai", api_key=value)
+    _forget(value)
+    assert value in redact(value), "forgotten: this process no longer knows the value"
+    Provider.objects.get(name="cloud")  # loading it teaches this process the value
+    assert value not in _log_through_filter("provider key: %s", value)
 
 
 @pytest.mark.django_db
 def test_load_known_secrets_reads_every_stored_secret() -> None:
-    from vigilus import redaction
-
     value = "another-stored-secret-77"
-    SiteSettings.objects.create(pk=1, key_check=value)
-    redaction._known.discard(value)
-    redaction._pattern = None
-    assert redaction.load_known_secrets() >= 1
+    Provider.objects.create(name="cloud", kind="openai", api_key=value)
+    _forget(value)
+    assert load_known_secrets() >= 1
     assert redact(f"x{value}y") == f"x{MASK}y"

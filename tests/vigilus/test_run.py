@@ -67,7 +67,12 @@ def database_url(django_db_blocker: object) -> Iterator[str | None]:
         yield None
         return
     name = f"vigilus_run_{uuid.uuid4().hex[:8]}"
-    admin = dict(host=conf["HOST"] or "127.0.0.1", port=conf["PORT"] or 5432, user=conf["USER"], dbname="postgres")
+    admin = {
+        "host": conf["HOST"] or "127.0.0.1",
+        "port": conf["PORT"] or 5432,
+        "user": conf["USER"],
+        "dbname": "postgres",
+    }
     with psycopg.connect(**admin, autocommit=True) as pg:
         pg.execute(f'CREATE DATABASE "{name}"')
     yield f"postgres://{conf['USER']}@{admin['host']}:{admin['port']}/{name}"
@@ -181,7 +186,8 @@ def test_make_run_uses_the_admin_password_from_the_environment(make_run: MakeRun
             "-v",
             "0",
             "-c",
-            "from django.contrib.auth import authenticate; print(bool(authenticate(username='admin', password='from-the-Env-42')))",
+            "from django.contrib.auth import authenticate; "
+            "print(bool(authenticate(username='admin', password='from-the-Env-42')))",
         ],
         cwd=ROOT,
         env=make_run.env,
