@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Vigilus command line: `python manage.py <command>`."""
+
 import os
 import sys
 
