@@ -36,10 +36,14 @@ def _clean_test_redis() -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
+    """Each test starts without cached state (login failure counts); the broker's keys are left alone."""
     yield
-    from django.core.cache import cache
-
-    cache.clear()
+    prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def make_user(username: str, role: Role) -> User:

@@ -18,6 +18,7 @@ SECTIONS = (
 
 
 def navigation(request: HttpRequest) -> dict:
+    """The navigation entries and the instance's name, for every page."""
     entries = []
     for label, url_name in SECTIONS:
         try:
@@ -25,4 +26,10 @@ def navigation(request: HttpRequest) -> dict:
         except NoReverseMatch:
             continue
         entries.append({"label": label, "url": url, "active": request.path.startswith(url)})
-    return {"navigation": entries}
+    return {"navigation": entries, "instance_name": instance_name()}
+
+
+def instance_name() -> str:
+    from vigilus.models import SiteSettings
+
+    return SiteSettings.objects.filter(pk=1).values_list("instance_name", flat=True).first() or "Vigilus"
