@@ -15,6 +15,8 @@ if not os.environ.get("VIGILUS_TEST_DATA_DIR"):
     os.environ["VIGILUS_TEST_DATA_DIR"] = tempfile.mkdtemp(prefix="vigilus-test-")
 os.environ["VIGILUS_DATA_DIR"] = os.environ["VIGILUS_TEST_DATA_DIR"]
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+# Cache and channel-layer keys of this run only, so that test runs sharing the Redis do not meet.
+os.environ["VIGILUS_REDIS_PREFIX"] = f"vigilus-test-{os.getpid()}"
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.pop("VIGILUS_HTTPS", None)
 

@@ -141,6 +141,8 @@ STORAGES = {
 EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis.sock"
 REDIS_URL = env.str("REDIS_URL", default="") or f"unix://{EMBEDDED_REDIS_SOCKET}"
 REDIS_EMBEDDED = not env.str("REDIS_URL", default="")
+# Prefix of the cache's and the channel layer's keys (lets several instances share one Redis).
+REDIS_KEY_PREFIX = env.str("VIGILUS_REDIS_PREFIX", default="vigilus")
 
 
 def celery_broker_url(redis_url: str) -> str:
@@ -156,13 +158,13 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "vigilus",
+        "KEY_PREFIX": REDIS_KEY_PREFIX,
     }
 }
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "vigilus:channels"},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
     }
 }
 
@@ -182,6 +184,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Procfile's worker line never needs to repeat this list.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default", routing_key="default"), Queue("tools", routing_key="tools"))
+
+# --- Tools ---------------------------------------------------------------------------------
+# Where the built-in filesystem server may read and write (the data directory is refused anyway).
+FILESYSTEM_ROOTS = [Path(p).expanduser() for p in env.list("VIGILUS_FILESYSTEM_ROOTS", default=[str(Path.home())])]
 
 # --- HTTPS behind a reverse proxy -----------------------------------------------------------
 HTTPS = env.bool("VIGILUS_HTTPS", default=False)

@@ -10,6 +10,7 @@ from vigilus import views
 # Each area's pages, mounted when its app is installed.
 AREA_URLS = [
     ("providers/", "providers"),
+    ("tools/", "tools"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,119 @@
+"""The gateway: validate -> classify -> authorize -> audit -> dispatch -> audit, through the built-in servers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from audit import services as audit_services
+from tools import gateway
+from tools.choices import ReviewState
+from tools.mcp_client import MCPClientPool
+from tools.models import Tool
+from tools.services import discover_all
+from vigilus.redaction import remember_secret
+
+pytestmark = pytest.mark.django_db
+CORPUS = Path(settings.BASE_DIR).parent / "shared" / "checks" / "sample_corpus.json"
+
+
+@pytest.fixture(autouse=True)
+def _discovered(tmp_path: Path, settings: object) -> None:
+    settings.FILESYSTEM_ROOTS = [tmp_path]
+    (Path(settings.DATA_DIR) / "mcp.json").unlink(missing_ok=True)
+    discover_all()
+
+
+def audit_events(caplog: pytest.LogCaptureFixture) -> list[dict]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "vigilus.audit"]
+
+
+def test_read_command_runs_and_both_audit_entries_are_written(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vigilus.audit")
+    result = gateway.execute("shell__run_command", {"command": "uname -s"}, reason="which kernel?")
+    assert result.ok and result.decision == "allowed" and result.intent == "read"
+    assert "Linux" in result.content
+    decision, outcome = audit_events(caplog)
+    assert (decision["event"], decision["decision"], decision["intent"]) == ("tool_call.decision", "allowed", "read")
+    assert decision["reason"] == "which kernel?"
+    assert (outcome["event"], outcome["outcome"]) == ("tool_call.outcome", "succeeded")
+
+
+@pytest.mark.parametrize("command", ["touch {C}", "sh -c 'touch {C}'", "ls; touch {C}", "echo x > {C}"])
+def test_write_and_exec_commands_are_denied_and_never_run(command: str, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    result = gateway.execute("shell__run_command", {"command": command.replace("{C}", str(canary))})
+    assert not result.ok and result.decision == "denied" and result.intent in ("write", "exec")
+    assert result.content.startswith("denied: ")
+    assert not canary.exists()
+
+
+def test_the_sample_corpus_holds(tmp_path: Path) -> None:
+    cases = json.loads(CORPUS.read_text())
+    for i, command in enumerate(cases["must_not_run"]):
+        result = gateway.execute("shell__run_command", {"command": command.replace("{C}", str(tmp_path / f"c{i}"))})
+        assert not result.ok, command
+    assert list(tmp_path.iterdir()) == []
+    for command in cases["must_run"]:
+        result = gateway.execute("shell__run_command", {"command": command})
+        assert result.ok and result.decision == "allowed", (command, result.content)
+
+
+def test_arguments_that_do_not_fit_the_schema_are_refused_naming_the_field(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vigilus.audit")
+    result = gateway.execute("shell__run_command", {"cmd": "ls"})
+    assert not result.ok and result.decision == "invalid"
+    assert "'command' is a required property" in result.content
+    result = gateway.execute("shell__run_command", {"command": 42})
+    assert "invalid arguments at command" in result.content
+    assert [e["decision"] for e in audit_events(caplog)] == ["invalid", "invalid"]
+
+
+def test_unknown_and_withdrawn_tools_are_refused() -> None:
+    assert gateway.execute("nope__tool", {}).decision == "unavailable"
+    Tool.objects.filter(qualified_name="filesystem__stat").update(review_state=ReviewState.CHANGED)
+    result = gateway.execute("filesystem__stat", {"path": "/tmp"})
+    assert result.decision == "withdrawn" and "awaits a person's review" in result.content
+
+
+def test_no_audit_entry_means_no_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    dispatched = []
+    monkeypatch.setattr(MCPClientPool, "call_tool", lambda *a, **k: dispatched.append(a))
+
+    def refuse(event: str, **details: object) -> None:
+        if event == "tool_call.decision":
+            raise audit_services.AuditWriteError("disk full")
+
+    monkeypatch.setattr(gateway, "record", refuse)
+    result = gateway.execute("shell__run_command", {"command": "uptime"})
+    assert not result.ok and result.decision == "not_run" and "audit entry could not be written" in result.content
+    assert dispatched == []
+
+
+def test_output_is_capped_with_the_truncation_marked(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("x" * (gateway.OUTPUT_CAP * 2))
+    result = gateway.execute("filesystem__read_file", {"path": str(big), "max_bytes": gateway.OUTPUT_CAP * 3})
+    assert result.truncated and "[output truncated:" in result.content
+    assert len(result.content) < gateway.OUTPUT_CAP + 200
+
+
+def test_secrets_in_tool_output_are_redacted(tmp_path: Path) -> None:
+    secret = "sk-live-output-7c6b5a4d3e"
+    remember_secret(secret)
+    (tmp_path / "env").write_text(f"API_KEY={secret}\n")
+    result = gateway.execute("shell__run_command", {"command": f"cat {tmp_path / 'env'}"})
+    assert result.ok and secret not in result.content and "[REDACTED]" in result.content
+
+
+def test_the_data_directory_is_refused_at_every_intent(settings: object) -> None:
+    key = Path(settings.DATA_DIR) / "encryption.key"
+    settings.FILESYSTEM_ROOTS = [Path(settings.DATA_DIR).parent]  # a root that contains the data directory
+    result = gateway.execute("shell__run_command", {"command": f"cat {key}"})
+    assert not result.ok and key.read_text().strip() not in result.content
+    result = gateway.execute("filesystem__read_file", {"path": str(key)})
+    assert not result.ok and key.read_text().strip() not in result.content

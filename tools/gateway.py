@@ -1,0 +1,185 @@
+"""The gateway: the only code path that executes a tool call.
+
+validate the arguments against the tool's schema -> classify the intent -> ask the permission
+policy -> record the decision (if that fails, nothing runs) -> dispatch over the MCP session ->
+record the outcome. Every failure comes back as a tool error for the model, never as an exception
+that would crash a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from audit.services import AuditWriteError, record
+from jit import policy
+from tools.intent import classify_call
+from tools.mcp_client import MCPClientError, ServerSpec, pool
+from tools.models import Tool
+from vigilus.redaction import redact, redact_data
+
+logger = logging.getLogger("vigilus.tools.gateway")
+
+DEFAULT_TIMEOUT = 120.0
+MAX_TIMEOUT = 900.0
+OUTPUT_CAP = 64 * 1024  # characters of tool output handed back to the model
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What the model is told, and what the run records."""
+
+    ok: bool
+    content: str  # text for the model (redacted, capped)
+    decision: str  # allowed | denied | invalid | unavailable | ...
+    intent: str = ""
+    intent_reason: str = ""
+    truncated: bool = False
+    duration_ms: int = 0
+    structured: Any = None
+
+
+def _error(message: str, decision: str, intent: str = "", intent_reason: str = "") -> ToolResult:
+    return ToolResult(False, message, decision, intent, intent_reason)
+
+
+def cap(text: str, limit: int = OUTPUT_CAP) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    return text[:limit] + f"\n[output truncated: {len(text) - limit} more characters]", True
+
+
+def render_content(result: Any) -> str:
+    """The text of an MCP CallToolResult's content blocks (non-text blocks are described)."""
+    parts = []
+    for block in result.content or []:
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            parts.append(block.text)
+        elif kind == "resource":
+            resource = block.resource
+            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
+        else:
+            parts.append(f"[{kind} content]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, default=str))
+    return "\n".join(parts)
+
+
+def validate_arguments(tool: Tool, arguments: Any) -> str | None:
+    """None when `arguments` fit the tool's input schema, else a message for the model."""
+    if not isinstance(arguments, dict):
+        return "arguments must be a JSON object"
+    schema = tool.input_schema or {"type": "object"}
+    try:
+        validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator_class(schema).validate(arguments)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        return f"invalid arguments at {where}: {exc.message}"
+    except jsonschema.SchemaError as exc:
+        return f"the tool's own input schema is invalid: {exc.message}"
+    return None
+
+
+def execute(
+    qualified_name: str,
+    arguments: Any,
+    *,
+    operator: Any = None,
+    run: Any = None,
+    reason: str = "",
+    actor: str = "system",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ToolResult:
+    """Run one tool call through every check. Returns the result for the model; never raises for the call."""
+    tool = Tool.objects.select_related("server").filter(qualified_name=qualified_name).first()
+    who = getattr(operator, "name", "") or actor
+    base = {
+        "actor": who,
+        "tool": qualified_name,
+        "run": getattr(run, "pk", None),
+        "arguments": arguments,
+        "reason": reason,
+    }
+    if tool is None or not tool.available or not tool.server.enabled:
+        record("tool_call.decision", decision="unavailable", **base)
+        return _error(f"tool {qualified_name} is not available", "unavailable")
+    if tool.withdrawn:
+        record("tool_call.decision", decision="withdrawn", **base)
+        return _error(f"tool {qualified_name} changed its definition and awaits a person's review", "withdrawn")
+
+    problem = validate_arguments(tool, arguments)
+    if problem:
+        record("tool_call.decision", decision="invalid", error=problem, **base)
+        return _error(problem, "invalid")
+
+    classified = classify_call(tool, arguments)
+    intent = classified.intent
+    decision = policy.authorize(
+        operator=operator,
+        tool=tool,
+        intent=intent,
+        target=tool.server.name,
+        arguments=arguments,
+        run=run,
+        reason=reason,
+    )
+    try:
+        record(
+            "tool_call.decision",
+            decision=decision.decision,
+            intent=intent.value,
+            intent_reason=classified.reason,
+            target=tool.server.name,
+            grant=decision.grant_id,
+            policy_reason=decision.reason,
+            **base,
+        )
+    except AuditWriteError as exc:
+        logger.error("audit entry before dispatch failed; %s not run: %s", qualified_name, exc)
+        return _error("the call was not run: its audit entry could not be written", "not_run", intent.value)
+    if not decision.allowed:
+        return _error(f"denied: {decision.reason}", decision.decision, intent.value, classified.reason)
+
+    timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
+    started = time.monotonic()
+    try:
+        result = pool().call_tool(ServerSpec.of(tool.server), tool.name, arguments, timeout=timeout)
+    except MCPClientError as exc:
+        duration = int((time.monotonic() - started) * 1000)
+        record("tool_call.outcome", outcome="failed", error=str(exc), duration_ms=duration, intent=intent.value, **base)
+        return ToolResult(
+            False,
+            redact(f"the tool failed: {exc}"),
+            decision.decision,
+            intent.value,
+            classified.reason,
+            duration_ms=duration,
+        )
+    duration = int((time.monotonic() - started) * 1000)
+    content, truncated = cap(redact(render_content(result)))
+    ok = not result.is_error
+    record(
+        "tool_call.outcome",
+        outcome="succeeded" if ok else "failed",
+        duration_ms=duration,
+        intent=intent.value,
+        result_summary=content[:500],
+        **base,
+    )
+    return ToolResult(
+        ok,
+        content,
+        decision.decision,
+        intent.value,
+        classified.reason,
+        truncated,
+        duration,
+        redact_data(result.structured_content),
+    )

@@ -1,0 +1,100 @@
+"""MCP servers and the tool catalogue in the dashboard."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from tools import services, tasks
+from tools.choices import ServerSource
+from tools.forms import MCPServerForm, ToolFilterForm, ToolIntentForm
+from tools.intent import COMMAND_LINE_TOOLS, base_intent
+from tools.models import MCPServer, Tool
+from tools.services import mcp_json_path
+from vigilus.permissions import admin_required
+from vigilus.services import is_admin
+
+
+@require_GET
+def server_list(request: HttpRequest) -> HttpResponse:
+    servers = MCPServer.objects.all()
+    context = {"servers": servers, "can_edit": is_admin(request.user), "mcp_json": mcp_json_path()}
+    return render(request, "tools/servers.html", context)
+
+
+@require_POST
+@admin_required
+def refresh(request: HttpRequest) -> HttpResponse:
+    transaction.on_commit(tasks.discover_tools.delay)
+    messages.success(request, "Discovery started on a worker: reload in a few seconds to see the tools.")
+    return redirect("mcp-servers")
+
+
+@admin_required
+def server_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    server = get_object_or_404(MCPServer, pk=pk, source=ServerSource.DASHBOARD) if pk else None
+    form = MCPServerForm(request.POST or None, instance=server)
+    if request.method == "POST" and form.is_valid():
+        saved = services.save_server(form.instance, actor=request.user)
+        transaction.on_commit(tasks.discover_tools.delay)
+        messages.success(request, f"Saved {saved.name}; discovering its tools on a worker.")
+        return redirect("mcp-servers")
+    return render(request, "tools/server_form.html", {"form": form, "server": server})
+
+
+@require_GET
+def catalogue(request: HttpRequest) -> HttpResponse:
+    filters = ToolFilterForm(request.GET or None)
+    tools = Tool.objects.select_related("server")
+    wanted_intent = ""
+    if filters.is_valid():
+        if filters.cleaned_data["server"]:
+            tools = tools.filter(server__name=filters.cleaned_data["server"])
+        if filters.cleaned_data["review_state"]:
+            tools = tools.filter(review_state=filters.cleaned_data["review_state"])
+        wanted_intent = filters.cleaned_data["intent"]
+    rows = []
+    for tool in tools:
+        intent, why = base_intent(tool)
+        if wanted_intent and intent != wanted_intent:
+            continue
+        rows.append({"tool": tool, "intent": intent, "why": why, "per_call": tool.qualified_name in COMMAND_LINE_TOOLS})
+    context = {
+        "rows": rows,
+        "filters": filters,
+        "servers": MCPServer.objects.values_list("name", flat=True),
+        "can_edit": is_admin(request.user),
+        "intent_form": ToolIntentForm(),
+    }
+    return render(request, "tools/catalogue.html", context)
+
+
+def _back_to_catalogue(request: HttpRequest) -> HttpResponse:
+    """Back to the catalogue page the person came from (same site only), filters kept."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("tools")
+
+
+@require_POST
+@admin_required
+def tool_review(request: HttpRequest, pk: int) -> HttpResponse:
+    tool = services.review_tool(get_object_or_404(Tool, pk=pk), actor=request.user)
+    messages.success(request, f"{tool.qualified_name} reviewed: it can be assigned again.")
+    return _back_to_catalogue(request)
+
+
+@require_POST
+@admin_required
+def tool_intent(request: HttpRequest, pk: int) -> HttpResponse:
+    tool = get_object_or_404(Tool, pk=pk)
+    form = ToolIntentForm(request.POST)
+    if form.is_valid():
+        services.set_tool_intent(tool, form.cleaned_data["intent"], actor=request.user)
+        messages.success(request, f"{tool.qualified_name}: intent saved.")
+    return _back_to_catalogue(request)
