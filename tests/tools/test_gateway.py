@@ -117,3 +117,12 @@ def test_the_data_directory_is_refused_at_every_intent(settings: object) -> None
     assert not result.ok and key.read_text().strip() not in result.content
     result = gateway.execute("filesystem__read_file", {"path": str(key)})
     assert not result.ok and key.read_text().strip() not in result.content
+
+
+@pytest.mark.parametrize("command", ["cat /proc/1/environ", "cat /proc/self/environ", "tr '\\0' '\\n' < /proc/1/environ"])
+def test_process_environments_are_refused(command: str) -> None:
+    """They hold Vigilus's own secrets: refused even where the command is a plain read."""
+    result = gateway.execute("shell__run_command", {"command": command})
+    assert not result.ok
+    if result.intent == "read":
+        assert "process environments" in result.content

@@ -114,14 +114,17 @@ async def run_command(
     try:
         classification = classify_command(command)
         protected = protected_path_in(command, [data_dir()], workdir)
-    except NotImplementedError as exc:
-        raise Refused("refused: command classification is not available on this Vigilus yet") from exc
     except Exception as exc:  # a classifier bug must never let an unclassified command run
         raise Refused(f"refused: the command could not be classified ({type(exc).__name__})") from exc
     if protected is not None:
         raise Refused(
             f"refused: `{protected}` is inside the Vigilus data directory ({data_dir()}), which holds "
             "keys and the database; no command may touch it"
+        )
+
+    if PROCESS_ENVIRONMENT.search(command):
+        raise Refused(
+            "refused: process environments (/proc/PID/environ) may hold Vigilus's own secrets; no command may read them"
         )
 
     intent = Intent(classification.intent)
@@ -162,6 +165,10 @@ def _working_directory(cwd: str | None) -> Path:
     if not resolved.is_dir():
         raise Refused(f"working directory {path} does not exist or is not a directory")
     return resolved
+
+
+# The environment of Vigilus's own processes (database URL, keys given by variable) is off limits too.
+PROCESS_ENVIRONMENT = re.compile(r"/proc/[^/\s]*/+environ|environ\b.*/proc/")
 
 
 def _refuse_protected_words(stages: Sequence[Sequence[str]], cwd: Path) -> None:
