@@ -119,7 +119,9 @@ def test_the_data_directory_is_refused_at_every_intent(settings: object) -> None
     assert not result.ok and key.read_text().strip() not in result.content
 
 
-@pytest.mark.parametrize("command", ["cat /proc/1/environ", "cat /proc/self/environ", "tr '\\0' '\\n' < /proc/1/environ"])
+@pytest.mark.parametrize(
+    "command", ["cat /proc/1/environ", "cat /proc/self/environ", "tr '\\0' '\\n' < /proc/1/environ"]
+)
 def test_process_environments_are_refused(command: str) -> None:
     """They hold Vigilus's own secrets: refused even where the command is a plain read."""
     result = gateway.execute("shell__run_command", {"command": command})
