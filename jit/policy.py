@@ -1,7 +1,8 @@
 """The permission policy the gateway asks before every tool call: `authorize(...)`.
 
-The seam for just-in-time grants (the jit issue): until grants exist, read is allowed and every
-other intent is denied — the same interface, the safe default.
+read -> allowed. Above the Operator's ceiling -> denied outright. Otherwise a live grant covering
+the call, or a new access request: approved at once in lenient mode, parked for a person in strict.
+The boundary is this code's, never the model's: no prompt can change what it decides.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from operators.choices import Ceiling
 from tools.choices import Intent
 
 
@@ -18,6 +20,7 @@ class Decision:
     decision: str  # allowed | denied | pending | approved | auto_approved | expired
     reason: str
     grant_id: int | None = None
+    request_id: int | None = None
 
 
 def authorize(
@@ -29,7 +32,41 @@ def authorize(
     arguments: dict | None = None,
     run: Any = None,
     reason: str = "",
+    requested_by: Any = None,
 ) -> Decision:
+    from jit import services
+
+    intent = Intent(intent)
     if intent == Intent.READ:
         return Decision(True, "allowed", "read is always allowed")
-    return Decision(False, "denied", f"{intent.label} needs a just-in-time grant, and none can be issued yet")
+    if operator is None:
+        return Decision(False, "denied", f"{intent.label} calls are made by Operators, under a grant")
+    ceiling = Ceiling(operator.ceiling)
+    if not ceiling.allows(intent):
+        return Decision(False, "denied", f"{intent.label} is above {operator.name}'s ceiling ({ceiling.label})")
+    arguments = arguments or {}
+    digest = services.arguments_digest(arguments)
+    qualified = tool.qualified_name
+    run_id = getattr(run, "pk", run)
+    grant = services.find_live_grant(operator=operator, tool=qualified, intent=intent, target=target, digest=digest)
+    if grant is not None:
+        return Decision(True, "approved", f"covered by grant #{grant.pk}", grant_id=grant.pk)
+    request = services.request_access(
+        operator=operator,
+        run_id=run_id,
+        tool=qualified,
+        intent=intent,
+        target=target,
+        arguments=arguments,
+        reason=reason,
+        requested_by=requested_by,
+    )
+    if request.status == "auto_approved":
+        return Decision(
+            True,
+            "auto_approved",
+            "lenient mode: approved at once and logged",
+            grant_id=request.grant.pk,
+            request_id=request.pk,
+        )
+    return Decision(False, "pending", f"waiting for a person to approve request #{request.pk}", request_id=request.pk)

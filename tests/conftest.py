@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
+from tests.websockets import open_socket, socket_loop  # noqa: F401 - shared fixtures
 from vigilus.choices import Role
 from vigilus.services import create_user
 

@@ -87,6 +87,29 @@ def validate_arguments(tool: Tool, arguments: Any) -> str | None:
     return None
 
 
+def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, arguments: dict) -> str:
+    """Verify the grant's signed token for this very call and count the use; '' when it holds, else why not."""
+    from jit import services, tokens
+    from jit.models import Grant
+
+    grant = Grant.objects.filter(pk=grant_id).first()
+    if grant is None:
+        return "the grant no longer exists"
+    call = tokens.CallScope(
+        operator_id=getattr(operator, "pk", None),
+        run_id=getattr(run, "pk", run),
+        tool=tool.qualified_name,
+        intent=intent.value,
+        target=tool.server.name,
+        arguments_digest=services.arguments_digest(arguments),
+    )
+    try:
+        services.consume(grant, call)
+    except tokens.TokenRefused as exc:
+        return str(exc)
+    return ""
+
+
 def execute(
     qualified_name: str,
     arguments: Any,
@@ -145,7 +168,21 @@ def execute(
         logger.error("audit entry before dispatch failed; %s not run: %s", qualified_name, exc)
         return _error("the call was not run: its audit entry could not be written", "not_run", intent.value)
     if not decision.allowed:
-        return _error(f"denied: {decision.reason}", decision.decision, intent.value, classified.reason)
+        prefix = "pending" if decision.decision == "pending" else "denied"
+        return _error(f"{prefix}: {decision.reason}", decision.decision, intent.value, classified.reason)
+    if decision.grant_id is not None:
+        refusal = _use_grant(decision.grant_id, operator, run, tool, intent, arguments)
+        if refusal:
+            record(
+                "tool_call.decision",
+                decision="denied",
+                intent=intent.value,
+                target=tool.server.name,
+                grant=decision.grant_id,
+                policy_reason=refusal,
+                **base,
+            )
+            return _error(f"denied: {refusal}", "denied", intent.value, classified.reason)
 
     timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
     started = time.monotonic()

@@ -1,8 +1,13 @@
-"""The dashboard's websocket: each logged-in person receives their own live events (group user.<id>)."""
+"""The dashboard's websocket: each logged-in person receives their own live events (group user.<id>),
+and approvers the pending access requests (group approvals)."""
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from jit.live import APPROVALS_GROUP
+from jit.services import can_approve
 
 # Close codes in the 4000 range are the application's own.
 CLOSE_UNAUTHENTICATED = 4401
@@ -18,13 +23,16 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.groups_joined = [user_group(user.pk)]
+        if await database_sync_to_async(can_approve)(user):
+            self.groups_joined.append(APPROVALS_GROUP)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: dict, **kwargs: object) -> None:
         """The dashboard only listens; anything sent is ignored."""

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
+from jit.choices import JITMode
 from vigilus.crypto import EncryptedTextField
 
 # Stored encrypted in the settings row; decrypting it at start proves the keys belong to this database.
@@ -18,6 +21,29 @@ class SiteSettings(models.Model):
         max_length=80, default="Vigilus", help_text="Shown in the page title and in notifications."
     )
     key_check = EncryptedTextField(editable=False)
+    jit_mode = models.CharField(
+        "global JIT mode",
+        max_length=16,
+        choices=JITMode.choices,
+        default=JITMode.STRICT,
+        help_text="Strict: write, exec and elevate calls wait for a person. Lenient: approved at once and logged.",
+    )
+    grant_default_ttl_minutes = models.PositiveIntegerField(
+        "default grant duration (minutes)", default=15, validators=[MinValueValidator(1)]
+    )
+    grant_max_ttl_minutes = models.PositiveIntegerField(
+        "longest grant (minutes)", default=60, validators=[MinValueValidator(1)]
+    )
+    request_expiry_minutes = models.PositiveIntegerField(
+        "requests expire after (minutes)",
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="An undecided request then counts as denied.",
+    )
+    notification_urls = EncryptedTextField(
+        blank=True,
+        help_text="Apprise URLs, one per line (ntfy://, gotifys://, tgram://, mailtos://, ...). Stored encrypted.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -27,3 +53,7 @@ class SiteSettings(models.Model):
 
     def __str__(self) -> str:
         return "Settings"
+
+    def clean(self) -> None:
+        if self.grant_default_ttl_minutes > self.grant_max_ttl_minutes:
+            raise ValidationError({"grant_default_ttl_minutes": "The default grant cannot be longer than the longest."})

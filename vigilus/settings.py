@@ -53,6 +53,8 @@ DEBUG = env.bool("VIGILUS_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("VIGILUS_ALLOWED_HOSTS", default=["*"])
 CSRF_TRUSTED_ORIGINS = env.list("VIGILUS_CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("VIGILUS_PORT", default=3000)
+# How people reach the dashboard (links in notifications).
+PUBLIC_URL = env.str("VIGILUS_PUBLIC_URL", default=f"http://localhost:{PORT}")
 
 INSTALLED_APPS = [
     "daphne",
@@ -102,6 +104,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "vigilus.navigation.navigation",
+                "jit.context_processors.pending_approvals",
             ],
         },
     },
@@ -180,6 +183,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "expire-access-requests": {"task": "jit.tasks.expire_requests", "schedule": 60.0},
+}
 # Every queue the project uses. A worker started without -Q consumes all of them, so the
 # Procfile's worker line never needs to repeat this list.
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -11,6 +11,7 @@ from vigilus import views
 AREA_URLS = [
     ("providers/", "providers"),
     ("tools/", "tools"),
+    ("approvals/", "jit"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,31 @@
+"""Telling people a request waits: every Apprise URL in Settings (ntfy, Gotify, Telegram, email, ...)."""
+
+from __future__ import annotations
+
+import logging
+
+from jit.models import AccessRequest
+from vigilus.services import site_settings
+
+logger = logging.getLogger("vigilus.jit")
+
+
+class NotificationFailed(RuntimeError):
+    """No configured URL took the message (retried by the task)."""
+
+
+def notify(request: AccessRequest, link: str) -> bool:
+    """Send one message about `request`. False when no URL is configured; raises NotificationFailed."""
+    urls = [u.strip() for u in site_settings().notification_urls.splitlines() if u.strip()]
+    if not urls:
+        return False
+    import apprise
+
+    sender = apprise.Apprise()
+    for url in urls:
+        sender.add(url)
+    title = f"Vigilus: {request.operator_name or 'someone'} asks to run {request.tool} ({request.intent})"
+    body = f"Target: {request.target or '-'}\nWhy: {request.reason or '-'}\nDecide: {link}"
+    if not sender.notify(title=title, body=body):
+        raise NotificationFailed(f"no notification URL accepted the message about request #{request.pk}")
+    return True

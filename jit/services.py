@@ -1,0 +1,341 @@
+"""Just-in-time access: requests, approvals, grants, revocation, expiry, the global mode.
+
+Every state change is a conditional UPDATE whose row count must be 1, so two approvers racing
+produce exactly one decision, and a single-use grant is consumed exactly once. Every change is
+audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.services import record
+from jit import tokens
+from jit.choices import GrantScope, JITMode, RequestStatus
+from jit.models import AccessRequest, Grant
+from operators.choices import OperatorJITMode
+from tools.choices import Intent
+from vigilus.choices import Role
+from vigilus.redaction import redact_data
+from vigilus.services import role_of, site_settings, update_site_settings
+
+logger = logging.getLogger("vigilus.jit")
+
+
+class DecisionConflict(ValidationError):
+    """The request was decided (or expired) meanwhile: nothing changed."""
+
+
+def arguments_digest(arguments: Any) -> str:
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def effective_mode(operator: Any) -> str:
+    """The Operator's own mode, or the global one when it inherits."""
+    mode = getattr(operator, "jit_mode", OperatorJITMode.INHERIT)
+    if mode == OperatorJITMode.INHERIT:
+        return site_settings().jit_mode
+    return mode
+
+
+def can_approve(user: Any) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and role_of(user) in (Role.ADMIN, Role.APPROVER))
+
+
+@transaction.atomic
+def set_global_mode(mode: str, *, actor: User) -> str:
+    try:
+        mode = JITMode(mode).value
+    except ValueError:
+        raise ValidationError({"mode": f"Unknown mode {mode!r}: choose strict or lenient."}) from None
+    previous = site_settings().jit_mode
+    update_site_settings(actor=actor, jit_mode=mode)
+    record("jit.mode_changed", actor=actor.username, previous=previous, mode=mode)
+    return mode
+
+
+# --- finding and using grants ------------------------------------------------------------------
+
+
+def find_live_grant(*, operator: Any, tool: str, intent: Intent, target: str, digest: str) -> Grant | None:
+    """A live grant covering this call: the exact call once, or the tool on the target for a while."""
+    candidates = (
+        Grant.objects.live()
+        .filter(operator=operator, tool=tool, target=target)
+        .filter(Q(scope=GrantScope.TOOL) | Q(scope=GrantScope.CALL, arguments_digest=digest))
+    )
+    for grant in candidates.order_by("scope", "-issued_at"):  # single-call grants first
+        if Intent(grant.intent).rank >= intent.rank:
+            return grant
+    return None
+
+
+def consume(grant: Grant, call: tokens.CallScope) -> None:
+    """Verify the grant's token for this call and count one use; raises TokenRefused otherwise.
+
+    The use is counted with a conditional UPDATE: of concurrent replays of a single-use grant,
+    exactly one gets through.
+    """
+    tokens.verify(grant.token, call)
+    now = timezone.now()
+    used = (
+        Grant.objects.filter(pk=grant.pk, revoked_at__isnull=True, expires_at__gt=now)
+        .filter(Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses")))
+        .update(uses=F("uses") + 1)
+    )
+    if used != 1:
+        fresh = Grant.objects.filter(pk=grant.pk).first()
+        if fresh is None or fresh.revoked_at is not None:
+            raise tokens.TokenRefused("the grant was revoked")
+        if fresh.expires_at <= now:
+            raise tokens.TokenRefused("the grant has expired")
+        raise tokens.TokenRefused("the grant was already used")
+
+
+def _issue_grant(request: AccessRequest, *, scope: str, ttl_minutes: int, granted_by: User | None, auto: bool) -> Grant:
+    now = timezone.now()
+    token_id = uuid.uuid4().hex
+    expires = now + timedelta(minutes=ttl_minutes)
+    token = tokens.issue(
+        token_id=token_id,
+        scope=scope,
+        operator_id=request.operator_id,
+        run_id=request.run_id,
+        tool=request.tool,
+        intent=request.intent,
+        target=request.target,
+        arguments_digest=request.arguments_digest,
+        issued_at=now,
+        expires_at=expires,
+    )
+    return Grant.objects.create(
+        request=request,
+        operator_id=request.operator_id,
+        operator_name=request.operator_name,
+        run_id=request.run_id,
+        tool=request.tool,
+        intent=request.intent,
+        target=request.target,
+        scope=scope,
+        arguments_digest=request.arguments_digest if scope == GrantScope.CALL else "",
+        token_id=token_id,
+        token=token,
+        max_uses=1 if scope == GrantScope.CALL else None,
+        auto_approved=auto,
+        granted_by=granted_by,
+        issued_at=now,
+        expires_at=expires,
+    )
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def request_access(
+    *,
+    operator: Any,
+    run_id: int | None,
+    tool: str,
+    intent: Intent,
+    target: str,
+    arguments: dict[str, Any],
+    reason: str = "",
+    requested_by: User | None = None,
+) -> AccessRequest:
+    """Open a request for a call with no live grant. Lenient: approved at once (a single-call grant)."""
+    settings_row = site_settings()
+    request = AccessRequest.objects.create(
+        operator=operator,
+        operator_name=getattr(operator, "name", ""),
+        run_id=run_id,
+        tool=tool,
+        intent=Intent(intent).value,
+        target=target,
+        arguments=redact_data(arguments),
+        arguments_digest=arguments_digest(arguments),
+        reason=reason,
+        requested_by=requested_by,
+        expires_at=timezone.now() + timedelta(minutes=settings_row.request_expiry_minutes),
+    )
+    actor = request.operator_name or (requested_by.username if requested_by else "system")
+    if effective_mode(operator) == JITMode.LENIENT:
+        AccessRequest.objects.filter(pk=request.pk).update(
+            status=RequestStatus.AUTO_APPROVED, decided_at=timezone.now()
+        )
+        request.refresh_from_db()
+        grant = _issue_grant(
+            request,
+            scope=GrantScope.CALL,
+            ttl_minutes=settings_row.grant_default_ttl_minutes,
+            granted_by=None,
+            auto=True,
+        )
+        record(
+            "jit.auto_approved",
+            actor=actor,
+            actor_kind="operator" if operator else "system",
+            tool=tool,
+            intent=request.intent,
+            target=target,
+            reason=reason,
+            grant=grant.pk,
+            run=run_id,
+            request_id=request.pk,
+        )
+        return request
+    record(
+        "jit.requested",
+        actor=actor,
+        actor_kind="operator" if operator else "system",
+        tool=tool,
+        intent=request.intent,
+        target=target,
+        reason=reason,
+        run=run_id,
+        request_id=request.pk,
+        arguments=arguments,
+    )
+    from jit import live, tasks
+
+    transaction.on_commit(lambda: tasks.notify_request.delay(request.pk))
+    live.announce_pending()
+    return request
+
+
+def _decidable(request_id: int, actor: User) -> AccessRequest:
+    if not can_approve(actor):
+        raise PermissionDenied(f"{actor.username} may not decide access requests (approvers and admins may).")
+    request = AccessRequest.objects.filter(pk=request_id).first()
+    if request is None:
+        raise ValidationError({"request": f"No access request #{request_id}."})
+    if request.requested_by_id is not None and request.requested_by_id == actor.pk:
+        raise PermissionDenied("Nobody may approve a request they raised themselves.")
+    return request
+
+
+def _claim(request: AccessRequest, status: str, actor: User, reason: str = "") -> None:
+    """pending -> status, once: a request decided or expired meanwhile raises DecisionConflict."""
+    now = timezone.now()
+    changed = AccessRequest.objects.filter(pk=request.pk, status=RequestStatus.PENDING, expires_at__gt=now).update(
+        status=status, decided_by=actor, decided_at=now, decision_reason=reason
+    )
+    if changed != 1:
+        current = AccessRequest.objects.get(pk=request.pk)
+        state = current.get_status_display().lower() if current.status != RequestStatus.PENDING else "expired"
+        raise DecisionConflict({"request": f"Request #{request.pk} was already {state}; nothing changed."})
+    request.refresh_from_db()
+
+
+@transaction.atomic
+def approve(request_id: int, *, actor: User, scope: str = GrantScope.CALL, ttl_minutes: int | None = None) -> Grant:
+    """Approve a pending request: this exact call once (default), or the tool on its target for N minutes."""
+    request = _decidable(request_id, actor)
+    settings_row = site_settings()
+    try:
+        scope = GrantScope(scope).value
+    except ValueError:
+        raise ValidationError(
+            {"scope": "Scope is `call` (this exact call, once) or `tool` (this tool on this target)."}
+        ) from None
+    ttl = ttl_minutes or settings_row.grant_default_ttl_minutes
+    if ttl < 1 or ttl > settings_row.grant_max_ttl_minutes:
+        raise ValidationError({"ttl": f"A grant lasts 1 to {settings_row.grant_max_ttl_minutes} minutes."})
+    _claim(request, RequestStatus.APPROVED, actor)
+    grant = _issue_grant(request, scope=scope, ttl_minutes=ttl, granted_by=actor, auto=False)
+    record(
+        "jit.approved",
+        actor=actor.username,
+        actor_kind="user",
+        tool=request.tool,
+        intent=request.intent,
+        target=request.target,
+        grant=grant.pk,
+        run=request.run_id,
+        request_id=request.pk,
+        scope=scope,
+        ttl_minutes=ttl,
+    )
+    _after_decision(request)
+    return grant
+
+
+@transaction.atomic
+def deny(request_id: int, *, actor: User, reason: str) -> AccessRequest:
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the request is denied; the Operator is told."})
+    request = _decidable(request_id, actor)
+    _claim(request, RequestStatus.DENIED, actor, reason.strip())
+    record(
+        "jit.denied",
+        actor=actor.username,
+        actor_kind="user",
+        tool=request.tool,
+        intent=request.intent,
+        target=request.target,
+        reason=reason.strip(),
+        run=request.run_id,
+        request_id=request.pk,
+    )
+    _after_decision(request)
+    return request
+
+
+@transaction.atomic
+def revoke(grant_id: int, *, actor: User) -> Grant:
+    if not can_approve(actor):
+        raise PermissionDenied(f"{actor.username} may not revoke grants.")
+    now = timezone.now()
+    if Grant.objects.filter(pk=grant_id, revoked_at__isnull=True).update(revoked_at=now, revoked_by=actor) != 1:
+        if not Grant.objects.filter(pk=grant_id).exists():
+            raise ValidationError({"grant": f"No grant #{grant_id}."})
+        raise DecisionConflict({"grant": f"Grant #{grant_id} was already revoked."})
+    grant = Grant.objects.get(pk=grant_id)
+    record("jit.revoked", actor=actor.username, actor_kind="user", tool=grant.tool, grant=grant.pk, run=grant.run_id)
+    return grant
+
+
+@transaction.atomic
+def expire_requests() -> int:
+    """Pending requests past their time: expired, which counts as denied. Returns how many."""
+    now = timezone.now()
+    expired = 0
+    for request in AccessRequest.objects.filter(status=RequestStatus.PENDING, expires_at__lte=now):
+        if AccessRequest.objects.filter(pk=request.pk, status=RequestStatus.PENDING).update(
+            status=RequestStatus.EXPIRED, decided_at=now, decision_reason="nobody decided in time"
+        ):
+            record(
+                "jit.expired",
+                tool=request.tool,
+                intent=request.intent,
+                target=request.target,
+                run=request.run_id,
+                request_id=request.pk,
+            )
+            _after_decision(request)
+            expired += 1
+    return expired
+
+
+def _after_decision(request: AccessRequest) -> None:
+    """Tell the dashboards, and wake the run parked on this request (once the decision commits)."""
+    from jit import live
+
+    live.announce_pending()
+    if request.run_id is not None:
+        from celery import current_app
+
+        run_id = request.run_id
+        transaction.on_commit(lambda: current_app.send_task("operators.tasks.advance_run", args=[run_id]))

@@ -1,0 +1,82 @@
+"""The Approvals page: pending requests, decided live without a page reload."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from jit import services
+from jit.forms import ApproveForm, DenyForm
+from jit.models import AccessRequest, Grant
+
+
+def _approver_only(request: HttpRequest) -> None:
+    if not services.can_approve(request.user):
+        raise PermissionDenied("Only approvers and admins see and decide access requests.")
+
+
+def _page(request: HttpRequest) -> HttpResponse:
+    context = {
+        "pending": AccessRequest.objects.pending().select_related("operator"),
+        "recent": AccessRequest.objects.exclude(status="pending").select_related("decided_by")[:20],
+        "grants": Grant.objects.live().order_by("-issued_at")[:50],
+        "approve_form": ApproveForm(),
+    }
+    template = "jit/partials/live.html" if request.htmx else "jit/approvals.html"
+    return render(request, template, context)
+
+
+@require_GET
+def approvals(request: HttpRequest) -> HttpResponse:
+    _approver_only(request)
+    return _page(request)
+
+
+def _report(request: HttpRequest, error: ValidationError) -> None:
+    for messages_ in error.message_dict.values():
+        for message in messages_:
+            messages.error(request, message)
+
+
+@require_POST
+def approve(request: HttpRequest, pk: int) -> HttpResponse:
+    _approver_only(request)
+    form = ApproveForm(request.POST)
+    if form.is_valid():
+        try:
+            grant = services.approve(
+                pk, actor=request.user, scope=form.cleaned_data["scope"], ttl_minutes=form.cleaned_data["ttl_minutes"]
+            )
+            messages.success(request, f"Approved request #{pk}: grant #{grant.pk} until {grant.expires_at:%H:%M}.")
+        except ValidationError as exc:
+            _report(request, exc)
+    return _page(request) if request.htmx else redirect("approvals")
+
+
+@require_POST
+def deny(request: HttpRequest, pk: int) -> HttpResponse:
+    _approver_only(request)
+    form = DenyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say why you deny the request: the Operator is told.")
+    else:
+        try:
+            services.deny(pk, actor=request.user, reason=form.cleaned_data["reason"])
+            messages.success(request, f"Denied request #{pk}.")
+        except ValidationError as exc:
+            _report(request, exc)
+    return _page(request) if request.htmx else redirect("approvals")
+
+
+@require_POST
+def revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    _approver_only(request)
+    try:
+        services.revoke(pk, actor=request.user)
+        messages.success(request, f"Revoked grant #{pk}.")
+    except ValidationError as exc:
+        _report(request, exc)
+    return _page(request) if request.htmx else redirect("approvals")

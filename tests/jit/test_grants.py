@@ -1,0 +1,270 @@
+"""Just-in-time grants through the gateway: strict parks, lenient auto-approves, ceilings hold, tokens are checked."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from jit import services, tokens
+from jit.models import AccessRequest, Grant
+from tests.conftest import make_user
+from tools import gateway
+from vigilus.choices import Role
+from vigilus.services import update_site_settings
+
+pytestmark = pytest.mark.django_db
+
+
+def touch(path: Path) -> dict:
+    return {"command": f"touch {path}"}
+
+
+def test_read_runs_without_any_request(make_operator) -> None:
+    operator = make_operator(ceiling="read_only")
+    result = gateway.execute("shell__run_command", {"command": "uptime"}, operator=operator)
+    assert result.ok and result.decision == "allowed"
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_call_above_the_ceiling_is_denied_outright(make_operator, tmp_path: Path) -> None:
+    operator = make_operator(ceiling="read_only")
+    result = gateway.execute("shell__run_command", touch(tmp_path / "x"), operator=operator)
+    assert result.decision == "denied" and "above fixer's ceiling (Read only)" in result.content
+    assert not AccessRequest.objects.exists() and not (tmp_path / "x").exists()
+    elevated = make_operator(name="writer", ceiling="write")
+    assert gateway.execute("shell__run_command", {"command": "sudo id"}, operator=elevated).decision == "denied"
+
+
+def test_strict_parks_the_call_until_approved_then_runs_it_exactly_once(make_operator, admin_user, tmp_path) -> None:
+    operator = make_operator()
+    canary = tmp_path / "strict"
+    result = gateway.execute("shell__run_command", touch(canary), operator=operator, reason="create the marker")
+    assert result.decision == "pending" and not result.ok and not canary.exists()
+    (request,) = AccessRequest.objects.all()
+    assert (request.status, request.intent, request.target, request.reason) == (
+        "pending",
+        "write",
+        "shell",
+        "create the marker",
+    )
+    assert request.arguments == touch(canary) and request.operator_name == "fixer"
+
+    grant = services.approve(request.pk, actor=admin_user)
+    assert grant.max_uses == 1 and grant.scope == "call"
+    result = gateway.execute("shell__run_command", touch(canary), operator=operator)
+    assert result.ok and result.decision == "approved" and canary.exists()
+
+    canary.unlink()
+    again = gateway.execute("shell__run_command", touch(canary), operator=operator)
+    assert again.decision == "pending" and not canary.exists(), "a single-call grant runs once"
+
+
+def test_a_call_grant_covers_only_the_exact_arguments(make_operator, admin_user, tmp_path) -> None:
+    operator = make_operator()
+    gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=operator)
+    services.approve(AccessRequest.objects.get().pk, actor=admin_user)
+    other = gateway.execute("shell__run_command", touch(tmp_path / "b"), operator=operator)
+    assert other.decision == "pending" and not (tmp_path / "b").exists()
+
+
+def test_a_tool_grant_covers_the_tool_on_its_target_for_its_minutes(make_operator, admin_user, tmp_path) -> None:
+    operator = make_operator()
+    gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=operator)
+    grant = services.approve(AccessRequest.objects.get().pk, actor=admin_user, scope="tool", ttl_minutes=5)
+    assert grant.max_uses is None and 299 <= (grant.expires_at - grant.issued_at).total_seconds() <= 301
+    for name in ("a", "b", "c"):
+        assert gateway.execute("shell__run_command", touch(tmp_path / name), operator=operator).ok
+    assert gateway.execute("shell__run_command", {"command": "sudo id"}, operator=operator).decision != "approved", (
+        "a write grant does not cover elevate"
+    )
+
+
+def test_grant_duration_is_capped(make_operator, admin_user, tmp_path) -> None:
+    gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=make_operator())
+    with pytest.raises(ValidationError, match="A grant lasts 1 to 60 minutes"):
+        services.approve(AccessRequest.objects.get().pk, actor=admin_user, scope="tool", ttl_minutes=90)
+
+
+def test_lenient_auto_approves_and_inherit_follows_the_global_mode(make_operator, admin_user, tmp_path) -> None:
+    lenient = make_operator(name="auto", jit_mode="lenient")
+    result = gateway.execute("shell__run_command", touch(tmp_path / "l"), operator=lenient)
+    assert result.ok and result.decision == "auto_approved" and (tmp_path / "l").exists()
+    assert AccessRequest.objects.get().status == "auto_approved" and Grant.objects.get().auto_approved
+
+    inheriting = make_operator(name="inherits", jit_mode="inherit")
+    assert gateway.execute("shell__run_command", touch(tmp_path / "s"), operator=inheriting).decision == "pending"
+    services.set_global_mode("lenient", actor=admin_user)
+    assert gateway.execute("shell__run_command", touch(tmp_path / "i"), operator=inheriting).decision == "auto_approved"
+    assert (tmp_path / "i").exists()
+
+
+def test_deny_needs_a_reason_and_expiry_counts_as_denied(make_operator, admin_user, tmp_path) -> None:
+    operator = make_operator()
+    gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=operator)
+    gateway.execute("shell__run_command", touch(tmp_path / "b"), operator=operator)
+    first, second = AccessRequest.objects.order_by("pk")
+    with pytest.raises(ValidationError, match="Say why"):
+        services.deny(first.pk, actor=admin_user, reason=" ")
+    services.deny(first.pk, actor=admin_user, reason="not today")
+    assert AccessRequest.objects.get(pk=first.pk).decision_reason == "not today"
+    AccessRequest.objects.filter(pk=second.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.expire_requests() == 1
+    assert AccessRequest.objects.get(pk=second.pk).status == "expired"
+    with pytest.raises(ValidationError, match="was already expired"):
+        services.approve(second.pk, actor=admin_user)
+
+
+def test_who_may_decide(make_operator, admin_user, tmp_path) -> None:
+    gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=make_operator())
+    request = AccessRequest.objects.get()
+    viewer = make_user("vic", Role.VIEWER)
+    with pytest.raises(PermissionDenied, match="may not decide"):
+        services.approve(request.pk, actor=viewer)
+    approver = make_user("abe", Role.APPROVER)
+    AccessRequest.objects.filter(pk=request.pk).update(requested_by=approver)
+    with pytest.raises(PermissionDenied, match="raised themselves"):
+        services.approve(request.pk, actor=approver)
+    assert services.approve(request.pk, actor=admin_user)
+
+
+def test_revoked_grant_is_refused_before_dispatch(make_operator, admin_user, tmp_path) -> None:
+    operator = make_operator()
+    gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=operator)
+    grant = services.approve(AccessRequest.objects.get().pk, actor=admin_user, scope="tool", ttl_minutes=10)
+    services.revoke(grant.pk, actor=admin_user)
+    result = gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=operator)
+    assert result.decision == "pending" and not (tmp_path / "a").exists()
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def approved(make_operator, admin_user, tmp_path):
+    operator = make_operator()
+    arguments = touch(tmp_path / "t")
+    gateway.execute("shell__run_command", arguments, operator=operator)
+    grant = services.approve(AccessRequest.objects.get().pk, actor=admin_user)
+    call = tokens.CallScope(
+        operator.pk, None, "shell__run_command", "write", "shell", services.arguments_digest(arguments)
+    )
+    return grant, call, arguments, operator
+
+
+def test_a_forged_token_is_refused(approved) -> None:
+    grant, _call, arguments, operator = approved
+    claims = jwt.decode(grant.token, options={"verify_signature": False})
+    forged = jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA")
+    Grant.objects.filter(pk=grant.pk).update(token=forged)
+    result = gateway.execute("shell__run_command", arguments, operator=operator)
+    assert result.decision == "denied" and "signature is not valid" in result.content
+    assert not Path(arguments["command"].split()[1]).exists()
+
+
+def test_an_expired_token_is_refused(approved) -> None:
+    _grant, call, *_ = approved
+    past = timezone.now() - timedelta(minutes=5)
+    expired = tokens.issue(
+        token_id="x",
+        scope="call",
+        operator_id=call.operator_id,
+        run_id=None,
+        tool=call.tool,
+        intent="write",
+        target="shell",
+        arguments_digest=call.arguments_digest,
+        issued_at=past - timedelta(minutes=5),
+        expires_at=past,
+    )
+    with pytest.raises(tokens.TokenRefused, match="expired"):
+        tokens.verify(expired, call)
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        ({"tool": "filesystem__delete"}, "tool"),
+        ({"target": "nas"}, "target"),
+        ({"operator_id": 999}, "operator"),
+        ({"arguments_digest": "0" * 64}, "arguments"),
+        ({"intent": "elevate"}, "intent"),
+    ],
+)
+def test_an_out_of_scope_token_is_refused(approved, change: dict, what: str) -> None:
+    grant, call, *_ = approved
+    with pytest.raises(tokens.TokenRefused, match=f"{what} differ"):
+        tokens.verify(grant.token, tokens.CallScope(**{**call.__dict__, **change}))
+
+
+def test_a_replayed_single_use_grant_is_refused(approved) -> None:
+    grant, call, *_ = approved
+    services.consume(grant, call)
+    with pytest.raises(tokens.TokenRefused, match="already used"):
+        services.consume(grant, call)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_of_a_single_use_grant_execute_exactly_once(approved) -> None:
+    grant, call, *_ = approved
+    outcomes: list[str] = []
+
+    def replay() -> None:
+        try:
+            services.consume(Grant.objects.get(pk=grant.pk), call)
+            outcomes.append("ran")
+        except tokens.TokenRefused:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=replay) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ran"] + ["refused"] * 7
+    assert Grant.objects.get(pk=grant.pk).uses == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_approvers_produce_exactly_one_decision(make_operator, admin_user, tmp_path) -> None:
+    gateway.execute("shell__run_command", touch(tmp_path / "r"), operator=make_operator())
+    request = AccessRequest.objects.get()
+    other = make_user("abe", Role.APPROVER)
+    outcomes: list[str] = []
+
+    def decide(actor, verb) -> None:
+        try:
+            if verb == "approve":
+                services.approve(request.pk, actor=actor)
+            else:
+                services.deny(request.pk, actor=actor, reason="no")
+            outcomes.append(verb)
+        except ValidationError:
+            outcomes.append("conflict")
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=decide, args=(a, v))
+        for a, v in [(admin_user, "approve"), (other, "deny"), (admin_user, "approve"), (other, "deny")]
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("conflict") == 3
+    assert Grant.objects.count() == (1 if "approve" in outcomes else 0)
+
+
+def test_settings_keep_default_ttl_within_the_maximum(admin_user) -> None:
+    with pytest.raises(ValidationError, match="cannot be longer"):
+        update_site_settings(actor=admin_user, grant_default_ttl_minutes=90)
