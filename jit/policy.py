@@ -33,6 +33,7 @@ def authorize(
     run: Any = None,
     reason: str = "",
     requested_by: Any = None,
+    force_strict: bool = False,
 ) -> Decision:
     from jit import services
 
@@ -60,6 +61,7 @@ def authorize(
         arguments=arguments,
         reason=reason,
         requested_by=requested_by,
+        force_strict=force_strict,
     )
     if request.status == "auto_approved":
         return Decision(

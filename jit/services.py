@@ -154,6 +154,7 @@ def request_access(
     arguments: dict[str, Any],
     reason: str = "",
     requested_by: User | None = None,
+    force_strict: bool = False,
 ) -> AccessRequest:
     """Open a request for a call with no live grant. Lenient: approved at once (a single-call grant)."""
     settings_row = site_settings()
@@ -171,7 +172,7 @@ def request_access(
         expires_at=timezone.now() + timedelta(minutes=settings_row.request_expiry_minutes),
     )
     actor = request.operator_name or (requested_by.username if requested_by else "system")
-    if effective_mode(operator) == JITMode.LENIENT:
+    if effective_mode(operator) == JITMode.LENIENT and not force_strict:
         AccessRequest.objects.filter(pk=request.pk).update(
             status=RequestStatus.AUTO_APPROVED, decided_at=timezone.now()
         )

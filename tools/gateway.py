@@ -42,6 +42,7 @@ class ToolResult:
     truncated: bool = False
     duration_ms: int = 0
     structured: Any = None
+    request_id: int | None = None  # the access request a pending call waits on
 
 
 def _error(message: str, decision: str, intent: str = "", intent_reason: str = "") -> ToolResult:
@@ -119,8 +120,12 @@ def execute(
     reason: str = "",
     actor: str = "system",
     timeout: float = DEFAULT_TIMEOUT,
+    force_strict: bool = False,
 ) -> ToolResult:
-    """Run one tool call through every check. Returns the result for the model; never raises for the call."""
+    """Run one tool call through every check. Returns the result for the model; never raises for the call.
+
+    `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content).
+    """
     tool = Tool.objects.select_related("server").filter(qualified_name=qualified_name).first()
     who = getattr(operator, "name", "") or actor
     base = {
@@ -152,6 +157,7 @@ def execute(
         arguments=arguments,
         run=run,
         reason=reason,
+        force_strict=force_strict,
     )
     try:
         record(
@@ -169,7 +175,14 @@ def execute(
         return _error("the call was not run: its audit entry could not be written", "not_run", intent.value)
     if not decision.allowed:
         prefix = "pending" if decision.decision == "pending" else "denied"
-        return _error(f"{prefix}: {decision.reason}", decision.decision, intent.value, classified.reason)
+        return ToolResult(
+            False,
+            f"{prefix}: {decision.reason}",
+            decision.decision,
+            intent.value,
+            classified.reason,
+            request_id=decision.request_id,
+        )
     if decision.grant_id is not None:
         refusal = _use_grant(decision.grant_id, operator, run, tool, intent, arguments)
         if refusal:
@@ -210,6 +223,9 @@ def execute(
         result_summary=content[:500],
         **base,
     )
+    structured = redact_data(result.structured_content)
+    if structured is not None and len(json.dumps(structured, default=str)) > OUTPUT_CAP:
+        structured = None  # too big to hand over whole: the capped text stands for it
     return ToolResult(
         ok,
         content,
@@ -218,5 +234,6 @@ def execute(
         classified.reason,
         truncated,
         duration,
-        redact_data(result.structured_content),
+        structured,
+        request_id=decision.request_id,
     )

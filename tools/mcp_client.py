@@ -133,6 +133,7 @@ class MCPClientPool:
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-client-pool", daemon=True)
         self._thread.start()
         self._sessions: dict[str, _Session] = {}
+        self._background: set[asyncio.Task] = set()
 
     # -- plumbing ---------------------------------------------------------------------------
     def _submit(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -170,6 +171,9 @@ class MCPClientPool:
         session = self._sessions.pop(name, None)
         if session is None or session.task is None:
             return
+        if session.ready is not None and not session.ready.done():  # still in its handshake: nothing to wind down
+            session.task.cancel()
+            return
         session.stop.set()
         try:
             with anyio.move_on_after(10):
@@ -179,6 +183,12 @@ class MCPClientPool:
         if not session.task.done():
             session.task.cancel()
 
+    def _close_soon(self, name: str) -> None:
+        """Close a session in the background: the caller does not wait for a hung server to wind down."""
+        task = self._loop.create_task(self._close(name))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _call(self, spec: ServerSpec, method: str, timeout: float, **kwargs: Any) -> Any:
         for attempt in (1, 2):
             session = await self._session(spec)
@@ -186,7 +196,7 @@ class MCPClientPool:
                 with anyio.fail_after(timeout):
                     return await getattr(session.client, method)(**kwargs)
             except TimeoutError:
-                await self._close(spec.name)  # a hung server is restarted on the next call
+                self._close_soon(spec.name)  # a hung server is restarted on the next call
                 raise MCPTimeout(f"{spec.name}: no answer within {timeout:g} s; the server will be restarted") from None
             except Exception as exc:
                 crashed = session.dead or session.client is None

@@ -106,7 +106,12 @@ def read_mcp_json(path: Path | None = None) -> dict[str, dict[str, Any]]:
     out = {}
     for name, entry in servers.items():
         fields = _server_fields(name, entry)
-        fields["trusted"] = bool(entry.get("trusted", False))
+        for flag in ("trusted", "disabled"):
+            if not isinstance(entry.get(flag, False), bool):
+                raise MCPConfigError(
+                    f"{MCP_JSON}: server {name!r}: `{flag}` must be true or false, not {entry[flag]!r}."
+                )
+        fields["trusted"] = entry.get("trusted", False)
         fields["enabled"] = not entry.get("disabled", False)
         out[name] = fields
     return out
