@@ -25,3 +25,33 @@ class OperatorJITMode(models.TextChoices):
     INHERIT = "inherit", "Inherit the global mode"
     STRICT = "strict", "Strict: a person approves every grant"
     LENIENT = "lenient", "Lenient: grants are auto-approved and logged"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    ROUTING = "routing", "Routing"
+    RUNNING = "running", "Running"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def finished(cls) -> tuple[str, ...]:
+        return (cls.COMPLETED, cls.FAILED, cls.CANCELLED)
+
+
+class TaskSource(models.TextChoices):
+    DASHBOARD = "dashboard", "Dashboard"
+    COMMAND = "command", "Command line"
+    SCHEDULE = "schedule", "Schedule"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class CallStatus(models.TextChoices):
+    """A tool call the model proposed, on its way through the gateway."""
+
+    PROPOSED = "proposed", "Proposed"
+    DISPATCHING = "dispatching", "Running"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    DONE = "done", "Done"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
-from operators.choices import Ceiling, OperatorJITMode
+from operators.choices import CallStatus, Ceiling, OperatorJITMode, RunStatus, TaskSource
 
 
 class OperatorQuerySet(models.QuerySet):
@@ -43,3 +45,101 @@ class Operator(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Run(models.Model):
+    """A task on its way through an Operator: a persisted state machine advanced by `advance_run`."""
+
+    task = models.TextField()
+    source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.DASHBOARD)
+    source_detail = models.CharField(max_length=200, blank=True)
+    requested_operator = models.ForeignKey(Operator, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    operator = models.ForeignKey(Operator, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    operator_name = models.CharField(max_length=64, blank=True)
+    routing_reason = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    answer = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    messages = models.JSONField(default=list)  # the conversation, in OpenAI chat format
+    steps = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    untrusted_seen = models.BooleanField(default=False, help_text="Has read content an outsider can influence.")
+    cancel_requested = models.BooleanField(default=False)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="run_status_created")]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in RunStatus.finished()
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class Step(models.Model):
+    """One model call of a run: what it said, what it cost."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_set")
+    number = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="step_unique_number")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} step {self.number}"
+
+
+class ToolCall(models.Model):
+    """A tool call the model proposed, and what became of it."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_calls")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="tool_calls")
+    position = models.PositiveIntegerField(default=0)
+    call_id = models.CharField(max_length=100)
+    tool = models.CharField(max_length=270)
+    arguments = models.JSONField(default=dict)
+    arguments_error = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=CallStatus.choices, default=CallStatus.PROPOSED)
+    intent = models.CharField(max_length=16, blank=True)
+    decision = models.CharField(max_length=20, blank=True)
+    access_request = models.ForeignKey(
+        "jit.AccessRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ok = models.BooleanField(default=False)
+    result = models.TextField(blank=True)
+    untrusted = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["step__number", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.tool} ({self.status})"

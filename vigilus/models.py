@@ -40,6 +40,21 @@ class SiteSettings(models.Model):
         validators=[MinValueValidator(1)],
         help_text="An undecided request then counts as denied.",
     )
+    orchestrator_provider = models.ForeignKey(
+        "providers.Provider",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model that routes tasks among several Operators.",
+    )
+    orchestrator_model = models.CharField(max_length=200, blank=True, help_text="Empty: the provider's default.")
+    hold_untrusted_runs_strict = models.BooleanField(
+        "untrusted content makes a run strict",
+        default=True,
+        help_text="After a run has read content an outsider can influence, its write/exec/elevate calls always "
+        "wait for a person, even under a lenient Operator.",
+    )
     notification_urls = EncryptedTextField(
         blank=True,
         help_text="Apprise URLs, one per line (ntfy://, gotifys://, tgram://, mailtos://, ...). Stored encrypted.",

@@ -1,0 +1,127 @@
+"""Operator and run verbs: configure Operators, submit tasks, cancel runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from audit.services import record
+from operators.choices import TaskSource
+from operators.models import Operator, Run
+from tools.models import Tool
+
+OPERATOR_FIELDS = (
+    "name",
+    "description",
+    "system_prompt",
+    "provider",
+    "model",
+    "ceiling",
+    "jit_mode",
+    "max_steps",
+    "token_budget",
+    "cost_budget",
+    "enabled",
+)
+
+
+def resolve_tools(names: list[str]) -> list[Tool]:
+    """Tools by qualified name; an unknown or withdrawn one is a ValidationError naming it."""
+    tools = {t.qualified_name: t for t in Tool.objects.filter(qualified_name__in=names)}
+    unknown = [n for n in names if n not in tools]
+    if unknown:
+        raise ValidationError({"tools": f"Unknown tool(s): {', '.join(unknown)} (see `tools list`)."})
+    withdrawn = [n for n in names if tools[n].withdrawn]
+    if withdrawn:
+        raise ValidationError({"tools": f"Changed since review, so not assignable: {', '.join(withdrawn)}."})
+    return [tools[n] for n in names]
+
+
+@transaction.atomic
+def save_operator(operator: Operator, *, actor: User, tools: list[Tool] | None = None) -> Operator:
+    created = operator.pk is None
+    operator.full_clean()
+    operator.save()
+    if tools is not None:
+        operator.tools.set(tools)
+    record(
+        "operator.created" if created else "operator.changed",
+        actor=actor.username,
+        actor_kind="user",
+        target=operator.name,
+        ceiling=operator.ceiling,
+        jit_mode=operator.jit_mode,
+        tools=sorted(t.qualified_name for t in operator.tools.all()),
+    )
+    return operator
+
+
+@transaction.atomic
+def remove_operator(operator: Operator, *, actor: User) -> None:
+    name = operator.name
+    operator.delete()
+    record("operator.removed", actor=actor.username, actor_kind="user", target=name)
+
+
+@transaction.atomic
+def submit_task(
+    text: str,
+    *,
+    source: str = TaskSource.DASHBOARD,
+    operator: Operator | None = None,
+    created_by: User | None = None,
+    source_detail: str = "",
+) -> Run:
+    """A task becomes a queued run; a worker routes and runs it."""
+    text = text.strip()
+    if not text:
+        raise ValidationError({"task": "Say what to do."})
+    run = Run.objects.create(
+        task=text, source=source, requested_operator=operator, created_by=created_by, source_detail=source_detail
+    )
+    record(
+        "run.submitted",
+        actor=created_by.username if created_by else source,
+        run=run.pk,
+        source=source,
+        target=operator.name if operator else "",
+    )
+    from operators.tasks import advance_run
+
+    transaction.on_commit(lambda: advance_run.delay(run.pk))
+    return run
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """The shape scripts rely on: id, status, operator, routing_reason, answer, tool_calls[...]."""
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "operator": run.operator_name or None,
+        "routing_reason": run.routing_reason,
+        "task": run.task,
+        "source": run.source,
+        "answer": run.answer,
+        "error": run.error,
+        "steps": run.steps,
+        "tokens": run.tokens,
+        "cost": float(run.cost),
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "tool_calls": [
+            {
+                "tool": call.tool,
+                "arguments": call.arguments,
+                "intent": call.intent,
+                "decision": call.decision,
+                "status": call.status,
+                "ok": call.ok,
+                "access_request": call.access_request_id,
+                "untrusted": call.untrusted,
+            }
+            for call in run.tool_calls.all()
+        ],
+    }

@@ -1,0 +1,30 @@
+"""The agent loop on Celery: `advance_run` moves a run one step and enqueues the next."""
+
+from __future__ import annotations
+
+from celery import shared_task, signals
+
+from operators import agent
+from operators.choices import RunStatus
+from operators.models import Run
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def advance_run(self: object, run_id: int) -> None:
+    """One step of a run; safe to repeat (everything it depends on is stored)."""
+    owner = getattr(self.request, "hostname", None) or "worker"
+    if agent.advance(run_id, owner):
+        advance_run.delay(run_id)
+
+
+@signals.worker_ready.connect
+def resume_runs(sender: object = None, **kwargs: object) -> None:
+    """A restarted worker voids its previous incarnation's leases and picks up every run that was moving."""
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        agent.release_leases_of(hostname)
+    moving = Run.objects.filter(
+        status__in=[RunStatus.QUEUED, RunStatus.ROUTING, RunStatus.RUNNING], lease_owner=""
+    ).values_list("pk", flat=True)
+    for run_id in moving:
+        advance_run.delay(run_id)
