@@ -60,7 +60,8 @@ def route(task: str, requested: Operator | None = None) -> Route:
     provider = settings_row.orchestrator_provider
     if provider is None:
         raise RoutingFailed(
-            "Several Operators are enabled but no orchestrator model is set (Settings): choose an Operator for the task."
+            "Several Operators are enabled but no orchestrator model is set (Settings): "
+            "choose an Operator for the task."
         )
     roster = "\n".join(f"- {op.name}: {op.description or '(no description)'}" for op in candidates)
     messages = [
