@@ -1,29 +1,531 @@
-"""The audit interface every area records through: `record(event, ...)`.
+"""The audit log's verbs: `record()` an event, `take_checkpoint()`, `verify_log()`, `export_lines()`.
 
-This is the seam the tamper-evident audit log plugs into (the jit/audit issue): until the
-hash-chained table lands, entries go to the `vigilus.audit` logger, redacted. Callers already use the
-final signature, and treat a failure to record before a tool call as a reason not to run it.
+`record()` is the one way rows get into the log. It joins the caller's transaction (a savepoint
+inside it), so an entry commits or rolls back with the state it records. Appends are serialised on
+the chain head (`audit_chainhead`, one row holding the newest sequence and hash):
+
+- PostgreSQL: one statement locks the head row with SELECT ... FOR UPDATE, takes the time, hashes
+  the entry (sha256() over the canonical JSON audit.chain builds), inserts it and moves the head.
+- SQLite: an UPDATE of the head takes the database's write lock before the head is read (Vigilus
+  transactions already begin IMMEDIATE; this also covers one that began deferred), then the entry
+  is hashed in Python, inserted, and the head moved.
+
+The lock is held until the transaction ends, so two writers never chain onto the same entry.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import json
 import logging
+import re
+import time as clock
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from vigilus.redaction import redact_data
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from audit.chain import (
+    GENESIS,
+    HASHED_FIELDS,
+    JSON_FIELDS,
+    Problem,
+    canonical_json,
+    canonical_row,
+    canonical_time,
+    entry_hash,
+    walk,
+)
+from audit.choices import ActorKind
+from audit.models import AuditCheckpoint, AuditEntry, ChainHead
+from vigilus.redaction import MASK, redact, redact_data
 
 logger = logging.getLogger("vigilus.audit")
+
+VERIFY_CHUNK = 5000
+EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
+# record() keyword -> column. Everything else goes into `details`.
+_TEXT_COLUMNS = ("tool", "intent", "decision", "outcome", "reason", "target", "result_summary", "error")
+_ALIASES = {"run": "run_id", "grant": "grant_id", "duration": "duration_ms"}
 
 
 class AuditWriteError(RuntimeError):
     """The entry could not be written; whatever it was to record must not go ahead."""
 
 
-def record(event: str, *, actor: str = "system", **details: Any) -> None:
-    """Record one event (a tool call decision or outcome, a configuration change, ...), redacted."""
+# --- record ----------------------------------------------------------------------------------------
+
+
+def _clean_text(value: Any, column: str) -> str:
+    """A redacted string that fits the column (NUL characters cannot be stored by PostgreSQL)."""
+    text = redact(str(value)).replace("\x00", "\ufffd") if value is not None else ""
+    max_length = AuditEntry._meta.get_field(column).max_length
+    return text[:max_length] if max_length else text
+
+
+_SECRET_KEY = re.compile(r"api[_-]?key|passw(or)?d|secret|token|authorization|private[_-]?key|credential", re.I)
+
+
+def _mask_secret_keys(value: Any) -> Any:
+    """Strings held under a secret-looking key ({"password": ...}) masked, at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if isinstance(v, str) and v and _SECRET_KEY.search(str(k)) else _mask_secret_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_mask_secret_keys(v) for v in value]
+    return value
+
+
+def _clean_json(value: Any) -> Any:
+    """Redacted, and exactly what the database will give back (JSON types only, no NULs)."""
+    text = json.dumps(_mask_secret_keys(redact_data(value)), default=str, ensure_ascii=False, allow_nan=False)
+    return json.loads(text.replace("\\u0000", "\\ufffd"))
+
+
+def _reference(value: Any) -> int | None:
+    """An id from a model instance, an int or a digit string; None if it is none of those."""
+    value = getattr(value, "pk", value)
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _columns(event: str, actor: Any, actor_kind: str | None, details: dict[str, Any]) -> dict[str, Any]:
+    """Map record()'s keywords onto columns; the rest (redacted) becomes `details`."""
+    details = {_ALIASES.get(k, k): v for k, v in details.items()}
+    actor_name = str(getattr(actor, "username", None) or getattr(actor, "name", None) or actor or "system")
+    kind = actor_kind or (ActorKind.SYSTEM if actor_name == "system" else ActorKind.USER)
+    columns: dict[str, Any] = {
+        "event": _clean_text(event, "event"),
+        "actor": _clean_text(actor_name, "actor"),
+        "actor_kind": _clean_text(kind, "actor_kind"),
+    }
+    for name in ("run_id", "grant_id"):
+        raw = details.pop(name, None)
+        columns[name] = _reference(raw)
+        if columns[name] is None and raw not in (None, ""):
+            details[name] = str(getattr(raw, "pk", raw))  # not an id we can link: keep it as written
+    for name in _TEXT_COLUMNS:
+        columns[name] = _clean_text(details.pop(name, None), name)
+    columns["arguments"] = _clean_json(details.pop("arguments")) if "arguments" in details else None
+    duration = details.pop("duration_ms", None)
+    numeric = isinstance(duration, int | float) and not isinstance(duration, bool)
+    columns["duration_ms"] = round(duration) if numeric else None
+    columns["details"] = _clean_json(details)
+    return columns
+
+
+_FIELDS = list(AuditEntry._meta.local_concrete_fields)
+_COLUMNS = [f.column for f in _FIELDS]
+_CHAINED = ("sequence", "time", "prev_hash", "hash")  # assigned under the head lock
+# Column names come from the model, values are always parameters: nothing here is user input.
+_SQLITE_INSERT = "INSERT INTO audit_auditentry ({}) VALUES ({})".format(  # noqa: S608
+    ", ".join(_COLUMNS), ", ".join(["%s"] * len(_COLUMNS))
+)
+# PostgreSQL: one statement locks the head, takes the time, builds the canonical JSON around the
+# previous hash, sequence and time (the rest comes as text made by audit.chain), hashes it with
+# sha256(), inserts the entry and moves the head. One round trip, and the lock is held from the
+# moment the sequence is known until the transaction ends.
+_PG_APPEND = """
+WITH prev AS (
+    SELECT sequence, hash FROM audit_chainhead WHERE id = 1 FOR UPDATE
+), made AS (
+    SELECT prev.sequence + 1 AS sequence, prev.hash AS prev_hash, now_utc.t AS time,
+           encode(sha256(convert_to(
+               %(a)s || '"' || prev.hash || '"' || %(b)s || (prev.sequence + 1)::text || %(c)s
+               || '"' || to_char(now_utc.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') || '"'
+               || %(d)s, 'UTF8')), 'hex') AS hash
+    FROM prev, LATERAL (SELECT clock_timestamp() AS t) now_utc
+), entry AS (
+    INSERT INTO audit_auditentry ({columns})
+    SELECT {values} FROM made
+    RETURNING sequence, time, prev_hash, hash
+), head AS (
+    UPDATE audit_chainhead SET sequence = entry.sequence, hash = entry.hash FROM entry WHERE audit_chainhead.id = 1
+)
+SELECT sequence, time, prev_hash, hash FROM entry
+""".format(  # noqa: S608
+    columns=", ".join(_COLUMNS),
+    values=", ".join(f"made.{c}" if c in _CHAINED else f"%({c})s" for c in _COLUMNS),
+)
+# Stand-ins for what only the database knows, cut out of the canonical JSON made in Python.
+_SEQUENCE, _TIME, _PREV = "\x00sequence\x00", "\x00time\x00", "\x00prev\x00"
+
+
+def _ensure_head(using: str) -> None:
+    """Create the chain head row if it is missing (a fresh or flushed database), from the log's tail."""
+    tail = AuditEntry.objects.using(using).order_by("-sequence").values_list("sequence", "hash").first()
+    sequence, digest = tail or (0, GENESIS)
+    ChainHead.objects.using(using).get_or_create(pk=1, defaults={"sequence": sequence, "hash": digest})
+
+
+def _append_sqlite(using: str, columns: dict[str, Any]) -> AuditEntry:
+    """SQLite: an UPDATE of the head takes the write lock (even in a transaction that began
+    deferred) and reads it back; then the entry is hashed here, inserted, and the head moved."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_chainhead SET sequence = sequence WHERE id = 1 RETURNING sequence, hash")
+        head = cursor.fetchone()
+        if head is None:
+            _ensure_head(using)
+            return _append_sqlite(using, columns)
+        content = {**columns, "sequence": head[0] + 1, "time": timezone.now(), "prev_hash": head[1]}
+        entry = AuditEntry(**content, hash=entry_hash(content))
+        cursor.execute(_SQLITE_INSERT, [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in _FIELDS])
+        cursor.execute("UPDATE audit_chainhead SET sequence = %s, hash = %s WHERE id = 1", [entry.sequence, entry.hash])
+    return entry
+
+
+def _append_postgresql(using: str, columns: dict[str, Any]) -> AuditEntry:
+    """PostgreSQL: _PG_APPEND does the whole append in one statement under SELECT ... FOR UPDATE."""
+    connection = connections[using]
+    entry = AuditEntry(**columns, sequence=0, prev_hash="", hash="")
+    row = tuple(
+        {"sequence": _SEQUENCE, "prev_hash": _PREV, "time": _TIME}.get(name)
+        or (canonical_json(value) if name in JSON_FIELDS and value is not None else value)
+        for name in HASHED_FIELDS
+        for value in [getattr(entry, name)]
+    )
+    text = canonical_row(row)
+    a, rest = text.split(canonical_json(_PREV))
+    b, rest = rest.split(_SEQUENCE)
+    c, d = rest.split(canonical_json(_TIME))
+    params = {f.column: f.get_db_prep_save(getattr(entry, f.attname), connection) for f in _FIELDS}
+    params.update(a=a, b=b, c=c, d=d)
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_APPEND, params)
+        made = cursor.fetchone()
+    if made is None:
+        _ensure_head(using)
+        return _append_postgresql(using, columns)
+    entry.sequence, entry.time, entry.prev_hash, entry.hash = made
+    return entry
+
+
+def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
+    """Append the next entry after the locked chain head, in the current transaction."""
+    if connections[using].vendor == "postgresql":
+        entry = _append_postgresql(using, columns)
+    else:
+        entry = _append_sqlite(using, columns)
+    entry._state.adding, entry._state.db = False, using
+    return entry
+
+
+def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, **details: Any) -> AuditEntry:
+    """Append one redacted, hash-chained entry in the caller's transaction, and return it.
+
+    Known keywords become columns (run, tool, intent, decision, outcome, reason, grant, target,
+    arguments, result_summary, duration_ms, error); the rest is kept in `details`. Raises
+    AuditWriteError when the entry cannot be written — the caller must then not go ahead.
+    """
     try:
-        line = json.dumps({"event": event, "actor": actor, **redact_data(details)}, default=str, sort_keys=True)
+        columns = _columns(event, actor, actor_kind, details)
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"cannot serialise the audit entry for {event}: {exc}") from None
-    logger.info("%s", line)
+    using = DEFAULT_DB_ALIAS
+    try:
+        if connections[using].vendor == "postgresql" and not connections[using].in_atomic_block:
+            entry = _append(using, columns)  # one statement in autocommit: atomic on its own
+        else:
+            with transaction.atomic(using=using):  # a savepoint inside the caller's transaction
+                entry = _append(using, columns)
+    except (DatabaseError, ValueError) as exc:
+        raise AuditWriteError(f"the audit entry for {event} could not be written: {exc}") from exc
+    logged = {"sequence": entry.sequence, **{k: v for k, v in columns.items() if v not in ("", None, {})}}
+    logger.info("%s", json.dumps(logged, ensure_ascii=False, sort_keys=True))
+    return entry
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=2)
+def _instance_keys(pem: str) -> tuple[Ed25519PrivateKey, Ed25519PublicKey, str]:
+    private = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise ValueError("the instance key (JIT signing key) is not an Ed25519 key")
+    public = private.public_key()
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return private, public, hashlib.sha256(raw).hexdigest()[:16]
+
+
+def instance_keys() -> tuple[Ed25519PrivateKey, Ed25519PublicKey, str]:
+    """The instance's Ed25519 key pair (settings.JIT_SIGNING_KEY_PEM) and the public key's id."""
+    return _instance_keys(settings.JIT_SIGNING_KEY_PEM)
+
+
+def signing_payload(sequence: int, digest: str, created_at: datetime) -> bytes:
+    """The exact bytes a checkpoint's signature covers."""
+    return f"vigilus-audit-checkpoint/v1\n{sequence}\n{digest}\n{canonical_time(created_at)}".encode()
+
+
+def take_checkpoint() -> AuditCheckpoint | None:
+    """Sign the newest entry's sequence and hash with the instance key and store it.
+
+    Returns the new checkpoint, the latest one when the log has not grown since, or None when the
+    log is empty.
+    """
+    tail = AuditEntry.objects.order_by("-sequence").values_list("sequence", "hash").first()
+    if tail is None:
+        return None
+    latest = AuditCheckpoint.objects.order_by("-sequence", "-id").first()
+    if latest is not None and latest.sequence == tail[0] and latest.hash == tail[1]:
+        return latest
+    private, _public, key_id = instance_keys()
+    created_at = timezone.now()
+    signature = private.sign(signing_payload(tail[0], tail[1], created_at))
+    checkpoint = AuditCheckpoint(
+        sequence=tail[0],
+        hash=tail[1],
+        created_at=created_at,
+        key_id=key_id,
+        signature=base64.b64encode(signature).decode("ascii"),
+    )
+    checkpoint.save()
+    logger.info("audit checkpoint at #%s (%s)", checkpoint.sequence, checkpoint.hash)
+    return checkpoint
+
+
+def checkpoint_signature_problem(checkpoint: AuditCheckpoint) -> str:
+    """Why the checkpoint's signature is not the instance key's over its fields ('' if it is)."""
+    _private, public, key_id = instance_keys()
+    if checkpoint.key_id != key_id:
+        return f"checkpoint {checkpoint.pk} was signed by another key ({checkpoint.key_id}, this instance: {key_id})"
+    try:
+        public.verify(
+            base64.b64decode(checkpoint.signature),
+            signing_payload(checkpoint.sequence, checkpoint.hash, checkpoint.created_at),
+        )
+    except (InvalidSignature, ValueError):
+        return f"checkpoint {checkpoint.pk} has an invalid signature (it was forged or edited)"
+    return ""
+
+
+# --- verify ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of `verify_log()`. `ok` is False exactly when `problem` is set."""
+
+    entries: int = 0
+    last_sequence: int = 0
+    last_hash: str = GENESIS
+    checkpoints: int = 0
+    latest_checkpoint: int | None = None
+    seconds: float = 0.0
+    problem: Problem | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["problem"] = (
+            {"sequence": self.problem.sequence, "message": self.problem.message, "text": str(self.problem)}
+            if self.problem
+            else None
+        )
+        return data
+
+
+def _head() -> tuple[int, str] | None:
+    return ChainHead.objects.filter(pk=1).values_list("sequence", "hash").first()
+
+
+# `time` as canonical text (audit.chain.canonical_time), made by the database: parsing a million
+# datetimes in Python costs more than hashing them.
+_CANONICAL_TIME_SQL = {
+    "postgresql": """to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
+    # Django keeps SQLite times as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
+    "sqlite": "replace(time, ' ', 'T') || CASE WHEN length(time) = 19 THEN '.000000' ELSE '' END || '+00:00'",
+}
+
+
+def _stored_rows(chunk_size: int = VERIFY_CHUNK) -> Iterator[tuple]:
+    """Every entry as stored, oldest first: EXPORT_FIELDS with `time` as canonical text and the JSON
+    columns as their raw text.
+
+    A chunked cursor (server-side on PostgreSQL) and no ORM row conversion: this is verify's hot loop.
+    """
+    columns = ", ".join(_CANONICAL_TIME_SQL[connection.vendor] if name == "time" else name for name in EXPORT_FIELDS)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM audit_auditentry ORDER BY sequence")  # noqa: S608 - model columns
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows
+
+
+def verify_log() -> VerifyReport:
+    """Check the whole log: genesis, sequence gaps, every link, every recomputed hash, then the tail
+    against the chain head and every signed checkpoint (so a cut-off tail is caught too).
+
+    Never raises for a damaged log: the report names the first problem found.
+    """
+    started = clock.monotonic()
+    report = VerifyReport()
+    head_before = _head()
+    checkpoints = list(AuditCheckpoint.objects.order_by("sequence", "id"))
+    report.checkpoints = len(checkpoints)
+    report.latest_checkpoint = checkpoints[-1].sequence if checkpoints else None
+    watch = {c.sequence for c in checkpoints} | ({head_before[0]} if head_before else set())
+    walked, seen = walk(_stored_rows(), watch=watch)
+    report.entries, report.last_sequence, report.last_hash = walked.entries, walked.last_sequence, walked.last_hash
+    report.problem = walked.problem or _tail_problem(walked.last_sequence, seen, checkpoints, head_before)
+    report.seconds = round(clock.monotonic() - started, 3)
+    return report
+
+
+def _tail_problem(
+    last: int, seen: dict[int, str], checkpoints: list[AuditCheckpoint], head: tuple[int, str] | None
+) -> Problem | None:
+    """The first disagreement between an intact chain ending at `last` and its checkpoints or head."""
+    for checkpoint in checkpoints:
+        if problem := checkpoint_signature_problem(checkpoint):
+            return Problem(checkpoint.sequence, problem)
+        signed = f"checkpoint {checkpoint.pk} signed at {canonical_time(checkpoint.created_at)}"
+        if checkpoint.sequence > last:
+            return Problem(
+                last + 1,
+                f"missing: the log ends at #{last} but {signed} covers #{checkpoint.sequence} (the tail was cut off)",
+            )
+        if seen.get(checkpoint.sequence) != checkpoint.hash:
+            return Problem(checkpoint.sequence, f"its hash differs from the one in {signed} (the log was rewritten)")
+    if head is None:
+        return Problem(None, "the chain head row is missing") if last else None
+    if head[0] > last:
+        return Problem(last + 1, f"missing: the log ends at #{last} but the chain head is at #{head[0]} (cut off)")
+    if head[0] < last:
+        head = _head()  # entries may have been appended while we walked
+        if head is None or head[0] < last:
+            return Problem(
+                (head[0] if head else 0) + 1,
+                "appended behind the audit service's back: it lies beyond the chain head",
+            )
+        return None
+    if seen.get(head[0]) != head[1]:
+        return Problem(head[0], "its hash differs from the chain head's")
+    return None
+
+
+# --- reading and export ----------------------------------------------------------------------------
+
+
+def entries_since(since: datetime | None = None, queryset: QuerySet | None = None) -> Iterator[dict[str, Any]]:
+    """Entries (oldest first) as plain dicts of every column, streamed in chunks."""
+    qs = AuditEntry.objects.all() if queryset is None else queryset
+    if since is not None:
+        qs = qs.filter(time__gte=since)
+    yield from qs.order_by("sequence").values(*EXPORT_FIELDS).iterator(chunk_size=VERIFY_CHUNK)
+
+
+def _exportable(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "time": canonical_time(row["time"])}
+
+
+def export_lines(fmt: str, rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """The rows as JSON Lines ('jsonl') or CSV with a header ('csv'), one line at a time."""
+    if fmt == "jsonl":
+        for row in rows:
+            yield json.dumps(_exportable(row), ensure_ascii=False, sort_keys=True) + "\n"
+        return
+    if fmt != "csv":
+        raise ValueError(f"unknown export format {fmt!r}: choose jsonl or csv")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_FIELDS)
+    for row in rows:
+        row = _exportable(row)
+        writer.writerow(
+            [
+                json.dumps(row[f], ensure_ascii=False, sort_keys=True)
+                if f in ("arguments", "details") and row[f] is not None
+                else row[f]
+                for f in EXPORT_FIELDS
+            ]
+        )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+# --- the Audit page --------------------------------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+@dataclass
+class EntryPage:
+    """One page of entries, newest first, with the keys of the pages around it (None: no such page)."""
+
+    entries: list[AuditEntry]
+    older: int | None  # ?before=<older> shows the next, older page
+    newer: int | None  # ?after=<newer> shows the previous, newer page
+
+
+def search(
+    *,
+    actor: str = "",
+    run: int | None = None,
+    tool: str = "",
+    intent: str = "",
+    decision: str = "",
+    event: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEntry]:
+    """Entries matching every given filter. Time bounds become sequence bounds (one indexed lookup
+    each; `time` never decreases along `sequence`), so every filter walks an index by sequence."""
+    qs = AuditEntry.objects.all()
+    exact = {"actor": actor, "run_id": run, "tool": tool, "intent": intent, "decision": decision, "event": event}
+    qs = qs.filter(**{k: v for k, v in exact.items() if v not in ("", None)})
+    if since is not None:
+        first = AuditEntry.objects.filter(time__gte=since).order_by("time").values_list("sequence", flat=True).first()
+        qs = qs.filter(sequence__gte=first) if first is not None else qs.none()
+    if until is not None:
+        last = AuditEntry.objects.filter(time__lte=until).order_by("-time").values_list("sequence", flat=True).first()
+        qs = qs.filter(sequence__lte=last) if last is not None else qs.none()
+    return qs
+
+
+def keyset_page(
+    qs: QuerySet[AuditEntry], *, before: int | None = None, after: int | None = None, size: int = PAGE_SIZE
+) -> EntryPage:
+    """A page of `qs` by sequence, no OFFSET and no COUNT: `before` gives the entries just older than
+    it, `after` those just newer, neither the newest. Costs one index walk of size+1 rows."""
+    if after is not None:
+        rows = list(qs.filter(sequence__gt=after).order_by("sequence")[: size + 1])
+        has_newer = len(rows) > size
+        entries = rows[:size][::-1]
+        older = entries[-1].sequence if entries and qs.filter(sequence__lt=entries[-1].sequence).exists() else None
+        return EntryPage(entries, older, entries[0].sequence if has_newer and entries else None)
+    if before is not None:
+        qs = qs.filter(sequence__lt=before)
+    rows = list(qs.order_by("-sequence")[: size + 1])
+    entries = rows[:size]
+    older = entries[-1].sequence if len(rows) > size else None
+    newer = entries[0].sequence if before is not None and entries else None
+    return EntryPage(entries, older, newer)

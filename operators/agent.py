@@ -126,7 +126,9 @@ def _route(run: Run) -> bool:
         started_at=timezone.now(),
         messages=[{"role": "system", "content": system}, {"role": "user", "content": run.task}],
     )
-    record("run.routed", actor="orchestrator", run=run.pk, target=operator.name, reason=chosen.reason)
+    record(
+        "run.routed", actor="orchestrator", actor_kind="system", run=run.pk, target=operator.name, reason=chosen.reason
+    )
     return True
 
 

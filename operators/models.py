@@ -143,3 +143,42 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status})"
+
+
+class Schedule(models.Model):
+    """A task submitted on a cron schedule (django-celery-beat runs it): the monitoring half of the mission."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    operator = models.ForeignKey(Operator, on_delete=models.CASCADE, related_name="schedules")
+    cron = models.CharField(max_length=100, help_text="Five cron fields, or hourly / nightly / daily / weekly.")
+    task = models.TextField()
+    enabled = models.BooleanField(default=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Webhook(models.Model):
+    """An inbound URL that turns an alert (Alertmanager, Uptime Kuma, Wazuh, any JSON) into a task."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    operator = models.ForeignKey(Operator, on_delete=models.CASCADE, related_name="webhooks")
+    token_hash = models.CharField(max_length=64)  # SHA-256 of the token; the token itself is shown once
+    instructions = models.TextField(blank=True, help_text="What the Operator should do with the alert.")
+    enabled = models.BooleanField(default=True)
+    last_received_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -84,7 +84,7 @@ def submit_task(
     )
     record(
         "run.submitted",
-        actor=created_by.username if created_by else source,
+        actor=created_by.username if created_by else TaskSource(source).value,
         run=run.pk,
         source=source,
         target=operator.name if operator else "",

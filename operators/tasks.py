@@ -28,3 +28,11 @@ def resume_runs(sender: object = None, **kwargs: object) -> None:
     ).values_list("pk", flat=True)
     for run_id in moving:
         advance_run.delay(run_id)
+
+
+@shared_task(ignore_result=True)
+def run_schedule(schedule_id: int) -> None:
+    """Beat's entry: the schedule's task becomes a run."""
+    from operators.entrypoints import run_schedule as submit
+
+    submit(schedule_id)

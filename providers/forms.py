@@ -12,8 +12,7 @@ class ProviderForm(forms.ModelForm):
         widgets = {"default_model": forms.TextInput(attrs={"list": "model-options", "autocomplete": "off"})}
         help_texts = {
             "api_key": (
-                "Stored encrypted and never shown again. "
-                "Optional for Ollama, LM Studio, vLLM and compatible endpoints."
+                "Stored encrypted and never shown again. Optional for Ollama, LM Studio, vLLM and compatible endpoints."
             ),
             "default_model": "Type a name, or load the endpoint's models to pick one.",
         }

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import record
 from providers.choices import CheckStatus, ProviderKind
 from providers.errors import NotConfigured, ProviderError
 from providers.models import Provider
@@ -68,7 +69,14 @@ def create_provider(
     )
     _validate(provider)
     provider.save()
-    logger.info("provider %s (%s) created by %s", provider.name, provider.kind, actor.username)
+    record(
+        "provider.created",
+        actor=actor.username,
+        actor_kind="user",
+        target=provider.name,
+        kind=provider.kind,
+        endpoint=provider.endpoint,
+    )
     return provider
 
 
@@ -88,7 +96,7 @@ def update_provider(provider: Provider, *, actor: User, **changes: object) -> Pr
         provider.last_test_status = provider.tools_check_status = CheckStatus.UNTESTED
         provider.last_test_message = provider.tools_check_message = ""
     provider.save()
-    logger.info("provider %s changed by %s: %s", provider.name, actor.username, ", ".join(sorted(changes)))
+    record("provider.changed", actor=actor.username, actor_kind="user", target=provider.name, fields=sorted(changes))
     return provider
 
 
@@ -96,7 +104,7 @@ def update_provider(provider: Provider, *, actor: User, **changes: object) -> Pr
 def remove_provider(provider: Provider, *, actor: User) -> None:
     name = provider.name
     provider.delete()
-    logger.info("provider %s removed by %s", name, actor.username)
+    record("provider.removed", actor=actor.username, actor_kind="user", target=name)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ def execute(
     who = getattr(operator, "name", "") or actor
     base = {
         "actor": who,
+        "actor_kind": "operator" if operator is not None else ("system" if actor == "system" else "user"),
         "tool": qualified_name,
         "run": getattr(run, "pk", None),
         "arguments": arguments,

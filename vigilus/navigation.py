@@ -7,6 +7,8 @@ from django.urls import NoReverseMatch, reverse
 
 SECTIONS = (
     ("Tasks", "tasks"),
+    ("Schedules", "schedules"),
+    ("Webhooks", "webhooks"),
     ("Approvals", "approvals"),
     ("Operators", "operators"),
     ("Providers", "providers"),

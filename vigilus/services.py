@@ -40,7 +40,9 @@ def update_site_settings(*, actor: User, **changes: object) -> SiteSettings:
             setattr(row, field, value)
         row.full_clean()
         row.save()
-    logger.info("settings changed by %s: %s", actor.username, ", ".join(sorted(changes)))
+    from audit.services import record
+
+    record("settings.changed", actor=actor.username, actor_kind="user", fields=sorted(changes))
     return row
 
 

@@ -12,6 +12,8 @@ AREA_URLS = [
     ("providers/", "providers"),
     ("tools/", "tools"),
     ("approvals/", "jit"),
+    ("audit/", "audit"),
+    ("", "operators"),
 ]
 
 urlpatterns = [

@@ -31,6 +31,7 @@ ANONYMOUS_URL_NAMES = frozenset(
         "login",  # the dashboard's login page
         "admin:login",  # the Django admin's own login page
         "healthz",  # liveness for Docker and monitoring
+        "webhook-receive",  # inbound alerts: refused (403) without the webhook's own token
     }
 )
 # Static files are served by WhiteNoise before URL resolution; they carry no secrets.
@@ -207,3 +208,11 @@ def test_static_files_are_reachable_anonymously(db: None) -> None:
     response = Client().get("/static/vigilus/app.css")
     assert response.status_code == 200
     assert "text/css" in response["Content-Type"]
+
+
+def test_the_webhook_endpoint_refuses_anonymous_posts_without_its_token(db: None) -> None:
+    from operators.models import Run
+
+    response = Client().post("/hooks/anything/", data="{}", content_type="application/json")
+    assert response.status_code == 403 and response.json() == {"error": "unknown webhook or wrong token"}
+    assert not Run.objects.exists()

@@ -1,0 +1,240 @@
+"""Audit log: append throughput with the hash chain vs plain inserts, and verify speed.
+
+For each database (SQLite in a throwaway data directory; PostgreSQL in a throwaway database on
+VIGILUS_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres), in a child process:
+
+- chain: `audit.services.record()` — redaction, head lock, SHA-256, insert, head update — one
+  transaction (one commit) per entry, then 20 entries per transaction;
+- plain: `Model.objects.create()` of the same columns into a bench-only table of the same shape
+  (same column types and indexes, no chain, no triggers), with the same transaction sizes;
+- verify: `audit.services.verify_log()` over a valid chain of V entries (written in bulk), and the
+  figure extrapolated to a million entries.
+
+    .venv/bin/python bench/audit_log.py [N appends, default 3000] [V verified, default 200000] [sqlite|postgresql]
+
+Targets: >= 2,000 appends/s on PostgreSQL; verify >= 100,000 entries/s (a million in ten seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCH = 20
+POSTGRES = os.environ.get("VIGILUS_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def fields(i: int) -> dict[str, Any]:
+    """One realistic tool-call decision."""
+    return {
+        "actor": "patcher",
+        "actor_kind": "operator",
+        "run": 1000 + i // 20,
+        "tool": "shell__run_command",
+        "intent": "read",
+        "decision": "allowed",
+        "reason": "check disk usage before the upgrade",
+        "target": "nas",
+        "arguments": {"command": f"df -h /srv/{i}", "timeout": 30},
+        "intent_reason": "df is a read command",
+        "policy_reason": "read runs",
+    }
+
+
+def plain_model() -> type:
+    """A model with AuditEntry's columns and indexes on the bench-only table bench_audit_plain."""
+    from django.db import models
+
+    from audit.models import AuditEntry
+
+    attrs: dict[str, Any] = {"__module__": __name__}
+    for field in AuditEntry._meta.local_fields:
+        attrs[field.name] = field.clone()
+    indexes = [models.Index(fields=index.fields, name=f"bench_{index.name}"[:30]) for index in AuditEntry._meta.indexes]
+    attrs["Meta"] = type("Meta", (), {"app_label": "audit", "db_table": "bench_audit_plain", "indexes": indexes})
+    return type("PlainEntry", (models.Model,), attrs)
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds else float("inf")
+
+
+def appends(n: int) -> dict[str, float]:
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from audit.chain import GENESIS
+    from audit.services import _columns, record
+
+    plain = plain_model()
+    with connection.schema_editor() as editor:
+        editor.create_model(plain)
+
+    def plain_insert(i: int) -> None:
+        row = fields(i)
+        columns = _columns("tool_call.decision", row.pop("actor"), row.pop("actor_kind"), row)  # same redaction
+        plain.objects.create(sequence=i + 1, time=timezone.now(), prev_hash=GENESIS, hash=GENESIS, **columns)
+
+    def chain_insert(i: int) -> None:
+        record("tool_call.decision", **fields(i))
+
+    results = {}
+    offset = 0
+    for label, insert in (("chain", chain_insert), ("plain", plain_insert)):
+        started = time.perf_counter()
+        for i in range(offset, offset + n):
+            insert(i)
+        results[f"{label}_commit_each"] = rate(n, time.perf_counter() - started)
+        started = time.perf_counter()
+        for first in range(offset + n, offset + 2 * n, BATCH):
+            with transaction.atomic():
+                for i in range(first, min(first + BATCH, offset + 2 * n)):
+                    insert(i)
+        results[f"{label}_batch_{BATCH}"] = rate(n, time.perf_counter() - started)
+        offset += 2 * n if label == "plain" else 0
+    return results
+
+
+def build_chain(total: int) -> None:
+    """A valid chain of `total` entries after the ones already there, written in bulk (no record())."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from audit.chain import entry_hash
+    from audit.models import AuditEntry, ChainHead
+    from audit.services import _columns
+
+    head = ChainHead.objects.get(pk=1)
+    sequence, previous = head.sequence, head.hash
+    start = timezone.now()
+    target = sequence + total
+    while sequence < target:
+        batch = []
+        for _ in range(min(5000, target - sequence)):
+            sequence += 1
+            row = fields(sequence)
+            content = {
+                **_columns("tool_call.decision", row.pop("actor"), row.pop("actor_kind"), row),
+                "sequence": sequence,
+                "time": start + timedelta(microseconds=sequence),
+                "prev_hash": previous,
+            }
+            previous = entry_hash(content)
+            batch.append(AuditEntry(**content, hash=previous))
+        with transaction.atomic():
+            AuditEntry.objects.bulk_create(batch)
+    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
+
+
+def child(vendor: str, n: int, v: int) -> dict[str, Any]:
+    """Run in a process of its own: Django reads DATABASE_URL once, at start-up."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "vigilus.settings"
+    import logging
+
+    import django
+
+    django.setup()
+    logging.disable(logging.CRITICAL)  # record() logs every entry at INFO
+    from django.core.management import call_command
+    from django.db import connection
+
+    from audit.models import AuditEntry
+    from audit.services import verify_log
+
+    call_command("migrate", verbosity=0)
+    result: dict[str, Any] = {
+        "vendor": vendor,
+        "server": connection.vendor
+        + " "
+        + ".".join(
+            map(
+                str,
+                connection.Database.sqlite_version_info if vendor == "sqlite" else divmod(connection.pg_version, 10000),
+            )
+        ),
+    }
+    result.update(appends(n))
+    existing = AuditEntry.objects.count()
+    build_chain(v - existing)
+    report = verify_log()
+    assert report.ok, str(report.problem)
+    result.update(
+        verify_entries=report.entries, verify_seconds=report.seconds, verify_rate=rate(report.entries, report.seconds)
+    )
+    return result
+
+
+def run_child(vendor: str, n: int, v: int) -> dict[str, Any]:
+    env = dict(os.environ, VIGILUS_DATA_DIR=tempfile.mkdtemp(prefix="vigilus-bench-audit-"))
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+    env.pop("DATABASE_URL", None)
+    database = None
+    if vendor == "postgresql":
+        import psycopg
+
+        database = f"vigilus_bench_audit_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        env["DATABASE_URL"] = POSTGRES.rsplit("/", 1)[0] + f"/{database}"
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", vendor, str(n), str(v)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode:
+            raise SystemExit(f"{vendor} bench failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        if database:
+            import psycopg
+
+            with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--child":
+        print(json.dumps(child(argv[1], int(argv[2]), int(argv[3]))))
+        return
+    n = int(argv[0]) if argv else 3000
+    v = int(argv[1]) if len(argv) > 1 else 200_000
+    vendors = argv[2:] or ["sqlite", "postgresql"]
+    results = [run_child(vendor, n, v) for vendor in vendors]
+    print(f"audit log bench: {n} appends per row (one commit each, then {BATCH} per transaction); verify over {v}")
+    print(f"{'':34}" + "".join(f"{r['server']:>22}" for r in results))
+    rows = [
+        ("chain append, commit each  /s", "chain_commit_each"),
+        ("plain insert, commit each  /s", "plain_commit_each"),
+        (f"chain append, {BATCH} per txn  /s", f"chain_batch_{BATCH}"),
+        (f"plain insert, {BATCH} per txn  /s", f"plain_batch_{BATCH}"),
+        ("verify entries/s", "verify_rate"),
+    ]
+    for label, key in rows:
+        print(f"{label:34}" + "".join(f"{r[key]:>22,.0f}" for r in results))
+    print(
+        f"{'verify 1,000,000 (extrapolated) s':34}" + "".join(f"{1_000_000 / r['verify_rate']:>22.1f}" for r in results)
+    )
+    print(
+        f"{'chain / plain, commit each':34}"
+        + "".join(f"{r['chain_commit_each'] / r['plain_commit_each']:>22.0%}" for r in results)
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

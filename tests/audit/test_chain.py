@@ -1,0 +1,191 @@
+"""Appending to the chain: columns, redaction, links, transactions, and refusals at every layer."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from audit import services, triggers
+from audit.chain import GENESIS, entry_hash
+from audit.models import AppendOnlyError, AuditCheckpoint, AuditEntry, ChainHead
+from audit.services import AuditWriteError, record, verify_log
+from vigilus.redaction import remember_secret
+
+pytestmark = pytest.mark.django_db
+
+
+def content_of(entry: AuditEntry) -> dict:
+    from audit.chain import HASHED_FIELDS
+
+    return {name: getattr(entry, name) for name in HASHED_FIELDS}
+
+
+def test_entries_chain_from_genesis_and_verify() -> None:
+    first = record("provider.created", actor="alice", provider="ollama")
+    second = record("tool_call.decision", actor="ops-bot", actor_kind="operator", decision="allowed", tool="shell__x")
+    third = record("grant.issued", grant=7)
+    assert [first.sequence, second.sequence, third.sequence] == [1, 2, 3]
+    assert first.prev_hash == GENESIS
+    assert second.prev_hash == first.hash and third.prev_hash == second.hash
+    for entry in AuditEntry.objects.all():
+        assert entry.hash == entry_hash(content_of(entry))  # what was stored hashes the same once read back
+    assert ChainHead.objects.values_list("sequence", "hash").get() == (3, third.hash)
+    report = verify_log()
+    assert report.ok and report.entries == 3 and report.last_sequence == 3
+
+
+def test_known_keys_become_columns_and_the_rest_details_all_redacted() -> None:
+    remember_secret("s3cr3t-value-123")
+    entry = record(
+        "tool_call.outcome",
+        actor="ops-bot",
+        actor_kind="operator",
+        run=12,
+        tool="ssh__exec",
+        intent="exec",
+        decision="approved",
+        outcome="failed",
+        reason="restart nginx",
+        grant="34",
+        target="web1",
+        arguments={"command": "echo s3cr3t-value-123", "password": "hunter2hunter2", "n": 3},
+        result_summary="printed s3cr3t-value-123",
+        duration_ms=41.6,
+        error="Authorization: Bearer abcdefghijkl",
+        intent_reason="ran a command",
+        policy_reason="covered by grant #34",
+    )
+    entry = AuditEntry.objects.get(pk=entry.pk)
+    assert (entry.actor, entry.actor_kind, entry.run_id, entry.grant_id) == ("ops-bot", "operator", 12, 34)
+    assert (entry.tool, entry.intent, entry.decision, entry.outcome) == ("ssh__exec", "exec", "approved", "failed")
+    assert (entry.reason, entry.target, entry.duration_ms) == ("restart nginx", "web1", 42)
+    assert entry.arguments == {"command": "echo [REDACTED]", "password": "[REDACTED]", "n": 3}
+    assert entry.result_summary == "printed [REDACTED]"
+    assert "abcdefghijkl" not in entry.error
+    assert entry.details == {"intent_reason": "ran a command", "policy_reason": "covered by grant #34"}
+    assert verify_log().ok
+
+
+def test_actor_kind_defaults_to_system_or_user() -> None:
+    assert record("beat.tick").actor_kind == "system"
+    assert record("provider.changed", actor="alice").actor_kind == "user"
+
+
+def test_odd_values_are_stored_as_they_hash() -> None:
+    from datetime import datetime
+    from decimal import Decimal
+
+    entry = record("x", run="not-an-id", arguments={"when": datetime(2025, 1, 1), 5: Decimal("1.5"), "nul": "a\x00b"})
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert stored.run_id is None and stored.details == {"run_id": "not-an-id"}
+    assert stored.arguments == {"when": "2025-01-01 00:00:00", "5": "1.5", "nul": "a\ufffdb"}
+    assert verify_log().ok
+
+
+def test_an_entry_that_cannot_be_serialised_is_refused() -> None:
+    with pytest.raises(AuditWriteError):
+        record("x", arguments={"value": float("nan")})
+    assert not AuditEntry.objects.exists()
+
+
+def test_a_database_failure_becomes_audit_write_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(using: str, columns: dict) -> object:
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(services, "_append", broken)
+    with pytest.raises(AuditWriteError, match="disk I/O error"):
+        record("tool_call.decision", decision="allowed")
+
+
+def test_a_failed_outer_transaction_rolls_back_its_entry() -> None:
+    record("before")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), transaction.atomic():
+        record("inside", actor="alice")
+        raise Boom
+    assert list(AuditEntry.objects.values_list("event", flat=True)) == ["before"]
+    assert record("after").sequence == 2  # the head rolled back too: no gap
+    assert verify_log().ok
+
+
+def test_model_save_and_delete_of_an_existing_entry_are_refused() -> None:
+    entry = record("x")
+    entry.event = "y"
+    with pytest.raises(AppendOnlyError):
+        entry.save()
+    with pytest.raises(AppendOnlyError):
+        entry.delete()
+    assert AuditEntry.objects.get().event == "x"
+
+
+def test_queryset_update_and_delete_are_refused() -> None:
+    record("x")
+    with pytest.raises(AppendOnlyError):
+        AuditEntry.objects.filter(sequence=1).update(event="y")
+    with pytest.raises(AppendOnlyError):
+        AuditEntry.objects.all().delete()
+    with pytest.raises(AppendOnlyError):
+        AuditCheckpoint.objects.all().delete()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE audit_auditentry SET decision = 'allowed'",
+        "UPDATE audit_auditentry SET event = 'x' WHERE sequence = 1",
+        "DELETE FROM audit_auditentry",
+        "DELETE FROM audit_auditentry WHERE sequence = 1",
+        "UPDATE audit_auditcheckpoint SET sequence = 1",
+        "DELETE FROM audit_auditcheckpoint",
+    ],
+)
+def test_raw_sql_update_and_delete_are_refused_by_the_database(sql: str) -> None:
+    record("x")
+    services.take_checkpoint()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql)
+    assert AuditEntry.objects.get().event == "x" and AuditCheckpoint.objects.count() == 1
+
+
+def test_emptying_the_table_at_once_is_refused() -> None:
+    """TRUNCATE on PostgreSQL; SQLite has none, and its DELETE without WHERE fires the row trigger."""
+    record("x")
+    sql = "TRUNCATE audit_auditentry" if connection.vendor == "postgresql" else "DELETE FROM audit_auditentry"
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql)
+    assert AuditEntry.objects.count() == 1
+
+
+def test_maintenance_lets_delete_through_only_inside_its_block() -> None:
+    record("x")
+    record("y")
+    with triggers.maintenance(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditentry WHERE sequence = 2")
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            cursor.execute("UPDATE audit_auditentry SET event = 'z'")  # never UPDATE, not even then
+    assert AuditEntry.objects.count() == 1
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditentry")
+    assert AuditEntry.objects.count() == 1
+
+
+def test_the_fast_canonical_row_is_the_canonical_json_of_the_entry() -> None:
+    from audit.chain import HASHED_FIELDS, JSON_FIELDS, canonical_json, canonical_row, canonical_time
+
+    entry = record(
+        "tool_call.decision",
+        actor='o"p\\é',
+        run=3,
+        arguments={"z": [1, 2.5, None, True], "a": {"ü": "\n"}},
+        duration_ms=7,
+        note="x",
+    )
+    entry = AuditEntry.objects.get(pk=entry.pk)
+    as_dict = {name: getattr(entry, name) for name in HASHED_FIELDS}
+    as_dict["time"] = canonical_time(as_dict["time"])
+    row = tuple(canonical_json(v) if k in JSON_FIELDS else v for k, v in as_dict.items())
+    assert canonical_row(row) == canonical_json(as_dict)
+    assert entry.hash == entry_hash(content_of(entry))
