@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -99,6 +101,13 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("run-detail", pk=pk)
 
 
+def _add_errors(form: Any, error: ValidationError) -> None:
+    """A service's field-named errors shown on the form (on the field where the form has it)."""
+    for field, messages_ in error.message_dict.items():
+        for message in messages_:
+            form.add_error(field if field in form.fields else None, message)
+
+
 @admin_required
 def schedules(request: HttpRequest) -> HttpResponse:
     form = ScheduleForm(request.POST or None)
@@ -108,9 +117,7 @@ def schedules(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Added schedule {form.cleaned_data['name']}.")
             return redirect("schedules")
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                for error in errors:
-                    form.add_error(field if field in form.fields else None, error)
+            _add_errors(form, exc)
     context = {
         "form": form,
         "schedules": Schedule.objects.select_related("operator", "last_run"),
@@ -140,9 +147,7 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
             }
             form = WebhookForm()
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                for error in errors:
-                    form.add_error(field if field in form.fields else None, error)
+            _add_errors(form, exc)
     context = {"form": form, "webhooks": Webhook.objects.select_related("operator"), "created": created}
     return render(request, "operators/webhooks.html", context)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -130,57 +131,78 @@ def _record(provider: Provider, *, status_field: str, message_field: str, result
         setattr(provider, field, value)
 
 
-def run_connection_test(
-    provider: Provider, *, model: str | None = None, timeout: float = CONNECTION_TEST_TIMEOUT
+def _run_check(
+    provider: Provider,
+    model: str | None,
+    timeout: float,
+    *,
+    prompt: str,
+    tools: list | None,
+    judge: Any,
+    status_field: str,
+    message_field: str,
+    **options: Any,
 ) -> CheckResult:
-    """One tiny completion. The outcome is stored on the provider and returned."""
+    """Send one prompt, judge the answer, store the outcome on the provider, return it."""
     from providers.client import complete
 
     try:
         chosen = _model_for(provider, model)
         completion = complete(
             provider,
-            [{"role": "user", "content": PING_PROMPT}],
+            [{"role": "user", "content": prompt}],
             model=chosen,
+            tools=tools,
             timeout=timeout,
             max_retries=0,
-            max_tokens=16,
+            **options,
         )
     except ProviderError as exc:
         result = CheckResult(False, f"{exc.label}: {exc}", model or provider.default_model)
     else:
-        result = CheckResult(
-            True,
-            f"{chosen} answered in {completion.latency_ms} ms ({completion.usage.total_tokens} tokens): "
-            f"{completion.text.strip()[:80]!r}",
-            chosen,
-        )
-    _record(provider, status_field="last_test_status", message_field="last_test_message", result=result)
+        result = CheckResult(*judge(chosen, completion), chosen)
+    _record(provider, status_field=status_field, message_field=message_field, result=result)
     return result
+
+
+def run_connection_test(
+    provider: Provider, *, model: str | None = None, timeout: float = CONNECTION_TEST_TIMEOUT
+) -> CheckResult:
+    """One tiny completion. The outcome is stored on the provider and returned."""
+
+    def answered(chosen: str, completion: Any) -> tuple[bool, str]:
+        return True, (
+            f"{chosen} answered in {completion.latency_ms} ms ({completion.usage.total_tokens} tokens): "
+            f"{completion.text.strip()[:80]!r}"
+        )
+
+    return _run_check(
+        provider,
+        model,
+        timeout,
+        prompt=PING_PROMPT,
+        tools=None,
+        judge=answered,
+        status_field="last_test_status",
+        message_field="last_test_message",
+        max_tokens=16,
+    )
 
 
 def run_tool_calling_check(
     provider: Provider, *, model: str | None = None, timeout: float = CONNECTION_TEST_TIMEOUT
 ) -> CheckResult:
     """Does the model answer a tool-use prompt with a well-formed call? Stored on the provider and returned."""
-    from providers.client import complete
-
-    try:
-        chosen = _model_for(provider, model)
-        completion = complete(
-            provider,
-            [{"role": "user", "content": TOOL_CHECK_PROMPT}],
-            model=chosen,
-            tools=[TOOL_CHECK_TOOL],
-            timeout=timeout,
-            max_retries=0,
-        )
-    except ProviderError as exc:
-        result = CheckResult(False, f"{exc.label}: {exc}", model or provider.default_model)
-    else:
-        result = CheckResult(*judge_tool_call(completion), chosen)
-    _record(provider, status_field="tools_check_status", message_field="tools_check_message", result=result)
-    return result
+    return _run_check(
+        provider,
+        model,
+        timeout,
+        prompt=TOOL_CHECK_PROMPT,
+        tools=[TOOL_CHECK_TOOL],
+        judge=lambda chosen, completion: judge_tool_call(completion),
+        status_field="tools_check_status",
+        message_field="tools_check_message",
+    )
 
 
 def judge_tool_call(completion: object) -> tuple[bool, str]:
