@@ -39,7 +39,17 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 class SiteSettingsForm(forms.ModelForm):
     class Meta:
         model = SiteSettings
-        fields = ["instance_name"]
+        fields = [
+            "instance_name",
+            "jit_mode",
+            "grant_default_ttl_minutes",
+            "grant_max_ttl_minutes",
+            "request_expiry_minutes",
+            "hold_untrusted_runs_strict",
+            "notification_urls",
+            "orchestrator_provider",
+            "orchestrator_model",
+        ]
 
 
 class UserCreateForm(forms.Form):

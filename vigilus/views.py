@@ -57,7 +57,9 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         if not can_edit:
             raise PermissionDenied("Only admins may change settings.")
         if form.is_valid():
-            services.update_site_settings(actor=request.user, **form.cleaned_data)
+            # An empty secret box keeps the stored value (write-only field).
+            changes = {k: v for k, v in form.cleaned_data.items() if not (k == "notification_urls" and v is None)}
+            services.update_site_settings(actor=request.user, **changes)
             messages.success(request, "Settings saved.")
             return redirect("settings")
     users = User.objects.order_by("username").prefetch_related("groups")

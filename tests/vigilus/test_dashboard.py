@@ -287,3 +287,27 @@ def test_health_panel_warns_when_redis_is_unreachable(viewer_client: Client, set
     html = viewer_client.get(reverse("health-panel")).content.decode()
     assert '<dt>Redis</dt><dd class="down">down</dd>' in html
     assert re.search(r"Down: [^<]*redis", html)
+
+
+def test_settings_page_holds_the_jit_section_with_write_only_notification_urls(admin_client: Client) -> None:
+    from vigilus.services import site_settings
+
+    data = {
+        "instance_name": "Lab",
+        "jit_mode": "lenient",
+        "grant_default_ttl_minutes": 10,
+        "grant_max_ttl_minutes": 30,
+        "request_expiry_minutes": 20,
+        "hold_untrusted_runs_strict": "on",
+        "notification_urls": "ntfys://ntfy.sh/secret-topic-8c7b6a",
+        "orchestrator_model": "",
+    }
+    assert admin_client.post(reverse("settings"), data).status_code == 302
+    row = site_settings()
+    assert (row.jit_mode, row.grant_max_ttl_minutes, row.request_expiry_minutes) == ("lenient", 30, 20)
+    page = admin_client.get(reverse("settings")).content.decode()
+    assert "secret-topic-8c7b6a" not in page and "Global JIT mode" in page
+    admin_client.post(reverse("settings"), {**data, "notification_urls": ""})
+    assert site_settings().notification_urls == "ntfys://ntfy.sh/secret-topic-8c7b6a", "empty keeps the stored URLs"
+    bad = admin_client.post(reverse("settings"), {**data, "grant_default_ttl_minutes": 90}).content.decode()
+    assert "cannot be longer" in bad
