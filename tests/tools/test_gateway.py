@@ -18,7 +18,7 @@ from tools.services import discover_all
 from vigilus.redaction import remember_secret
 
 pytestmark = pytest.mark.django_db
-CORPUS = Path(settings.BASE_DIR).parent / "shared" / "checks" / "sample_corpus.json"
+CORPUS = Path(__file__).with_name("sample_corpus.json")  # a copy of the contract checks' corpus
 
 
 @pytest.fixture(autouse=True)
