@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from audit import services as audit_services
 from tools import gateway
