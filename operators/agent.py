@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -52,9 +53,13 @@ def _release_lease(run_id: int, owner: str) -> None:
     Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_until=None)
 
 
-def release_leases_of(owner: str) -> list[int]:
+def lease_owner(hostname: str, task_id: str) -> str:
+    return f"{hostname}|{os.getpid()}|{task_id}"
+
+
+def release_leases_of(hostname: str) -> list[int]:
     """After a worker restarts under the same name, its previous incarnation's leases are void."""
-    ids = list(Run.objects.filter(lease_owner=owner).values_list("pk", flat=True))
+    ids = list(Run.objects.filter(lease_owner__startswith=f"{hostname}|").values_list("pk", flat=True))
     Run.objects.filter(pk__in=ids).update(lease_owner="", lease_until=None)
     return ids
 

@@ -12,7 +12,9 @@ from operators.models import Run
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def advance_run(self: object, run_id: int) -> None:
     """One step of a run; safe to repeat (everything it depends on is stored)."""
-    owner = getattr(self.request, "hostname", None) or "worker"
+    # The lease owner names this very task: two deliveries of advance_run for one run (a redelivery, a
+    # resume at restart) never step it at once, even in two processes of the same worker.
+    owner = agent.lease_owner(getattr(self.request, "hostname", None) or "worker", self.request.id or "")
     if agent.advance(run_id, owner):
         advance_run.delay(run_id)
 
