@@ -92,13 +92,13 @@ def advance(run_id: int, owner: str) -> bool:
         return False
     finally:
         _release_lease(run_id, owner)
+        publish_run(run_id)  # once per step: the transcript as it now stands, to whoever watches
 
 
 def _save(run: Run, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(run, name, value)
     Run.objects.filter(pk=run.pk).update(**fields)
-    publish_run(run.pk)
 
 
 def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None:
