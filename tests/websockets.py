@@ -48,14 +48,14 @@ class SocketLoop:
 class Socket:
     """A browser's websocket to /ws/, driven from synchronous test code."""
 
-    def __init__(self, loop: SocketLoop, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, loop: SocketLoop, headers: list[tuple[bytes, bytes]], path: str = "/ws/") -> None:
         self.loop = loop
 
         # Imported here, not at module level: importing it checks the keys against the database.
         from vigilus.asgi import application
 
         async def create() -> WebsocketCommunicator:
-            return WebsocketCommunicator(application, "/ws/", headers=headers)
+            return WebsocketCommunicator(application, path, headers=headers)
 
         self.communicator = loop.run(create())
         self.connected, self.close_code = loop.run(self.communicator.connect(timeout=WAIT))
@@ -89,7 +89,9 @@ def open_socket(socket_loop: SocketLoop) -> Iterator[Any]:
     loop = socket_loop
     sockets: list[Socket] = []
 
-    def open_(user: User | None = None, origin: str | None = SAME_ORIGIN, host: str | None = HOST) -> Socket:
+    def open_(
+        user: User | None = None, origin: str | None = SAME_ORIGIN, host: str | None = HOST, path: str = "/ws/"
+    ) -> Socket:
         headers = []
         if host is not None:
             headers.append((b"host", host.encode()))
@@ -99,7 +101,7 @@ def open_socket(socket_loop: SocketLoop) -> Iterator[Any]:
             client = Client()
             client.force_login(user)
             headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
-        socket = Socket(loop, headers)
+        socket = Socket(loop, headers, path)
         sockets.append(socket)
         return socket
 
