@@ -126,7 +126,7 @@ def crash_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
     url = crash_redis_url()
     client = redis.Redis.from_url(url)
     client.flushdb()
-    broker = Celery("vigilus-crash-test")
+    broker = Celery("vigilus-crash-test", set_as_current=False)  # shared tasks elsewhere keep the real app
     broker.config_from_object("django.conf:settings", namespace="CELERY")
     broker.conf.broker_url = url
     monkeypatch.setattr(advance_run, "delay", lambda run_id: broker.send_task(advance_run.name, args=(run_id,)))

@@ -124,13 +124,23 @@ def test_viewer_sees_settings_but_cannot_change_them(viewer_client: Client) -> N
     assert response.status_code == 200
     assert "Only admins may change settings." in response.content.decode()
 
-    response = viewer_client.post(reverse("settings"), {"instance_name": "Hijacked"})
+    response = viewer_client.post(reverse("settings"), settings_form(instance_name="Hijacked"))
     assert response.status_code == 403
     assert site_settings().instance_name == "Vigilus"
 
 
+def settings_form(**changes: object) -> dict:
+    """The Settings form as the page submits it: every field with its current value, then `changes`."""
+    from vigilus.forms import SiteSettingsForm
+
+    form = SiteSettingsForm(instance=site_settings())
+    data = {name: form[name].value() for name in form.fields if form[name].value() not in (None, False)}
+    data.update(changes)
+    return data
+
+
 def test_admin_changes_the_instance_name(admin_client: Client) -> None:
-    response = admin_client.post(reverse("settings"), {"instance_name": "Homelab North"})
+    response = admin_client.post(reverse("settings"), settings_form(instance_name="Homelab North"))
     assert response.status_code == 302
     assert response["Location"] == reverse("settings")
     assert site_settings().instance_name == "Homelab North"
@@ -141,13 +151,13 @@ def test_admin_changes_the_instance_name(admin_client: Client) -> None:
 
 def test_instance_name_is_shown_in_the_page_title(admin_client: Client) -> None:
     """The field's own help text promises it: "Shown in the page title and in notifications"."""
-    admin_client.post(reverse("settings"), {"instance_name": "Homelab North"})
+    admin_client.post(reverse("settings"), settings_form(instance_name="Homelab North"))
     title = re.search(r"<title>(.*?)</title>", admin_client.get(reverse("home")).content.decode(), re.S).group(1)
     assert "Homelab North" in title
 
 
 def test_an_empty_instance_name_is_refused(admin_client: Client) -> None:
-    response = admin_client.post(reverse("settings"), {"instance_name": ""})
+    response = admin_client.post(reverse("settings"), settings_form(instance_name=""))
     assert response.status_code == 200
     assert "This field is required." in response.content.decode()
     assert site_settings().instance_name == "Vigilus"
