@@ -10,8 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from operators import agent
-from operators.models import Operator
-from operators.services import submit_task
+from operators.models import Operator, Run
 from providers.services import create_provider
 from tests.fakes.llm import FakeLLMServer, text, tool_call
 from tools.models import Tool
@@ -33,8 +32,13 @@ def reader(admin_user):
         yield op
 
 
+def queued_run(operator: Operator) -> Run:
+    """A run stepped by the test itself: not enqueued, so no Celery worker of the session takes it."""
+    return Run.objects.create(task="which kernel?", requested_operator=operator)
+
+
 def test_each_step_is_pushed_to_the_run_page_socket(reader, open_socket, viewer_user) -> None:
-    run = submit_task("which kernel?", operator=reader)
+    run = queued_run(reader)
     watcher = open_socket(viewer_user, path=f"/ws/runs/{run.pk}/")
     other = open_socket(viewer_user, path="/ws/runs/999999/")
     assert watcher.connected and other.connected
@@ -50,12 +54,12 @@ def test_each_step_is_pushed_to_the_run_page_socket(reader, open_socket, viewer_
 
 
 def test_an_anonymous_socket_to_a_run_is_closed(reader, open_socket) -> None:
-    run = submit_task("which kernel?", operator=reader)
+    run = queued_run(reader)
     assert not open_socket(None, path=f"/ws/runs/{run.pk}/").connected
 
 
 def test_the_run_page_shows_the_transcript_with_untrusted_output_marked(reader, viewer_client: Client) -> None:
-    run = submit_task("which kernel?", operator=reader)
+    run = queued_run(reader)
     while agent.advance(run.pk, "test|1|x"):
         pass
     page = viewer_client.get(reverse("run-detail", args=[run.pk])).content.decode()
