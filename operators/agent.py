@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import record
@@ -375,6 +375,3 @@ def cancel(run: Run) -> None:
         from operators.tasks import advance_run
 
         transaction.on_commit(lambda: advance_run.delay(run.pk))
-
-
-__all__ = ["F", "advance", "cancel", "release_leases_of", "tool_schemas"]

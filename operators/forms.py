@@ -3,7 +3,6 @@ from __future__ import annotations
 from django import forms
 
 from operators.models import Operator
-from providers.models import Provider
 from tools.intent import base_intent
 from tools.models import Tool
 
@@ -79,6 +78,3 @@ class WebhookForm(forms.Form):
         required=False,
         help_text="What the Operator should do with each alert.",
     )
-
-
-__all__ = ["OperatorForm", "Provider", "ScheduleForm", "TaskForm", "WebhookForm"]
