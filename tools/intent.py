@@ -5,13 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tools.choices import Intent
+from django.utils.module_loading import import_string
+
+from tools.choices import Intent, Transport
 from tools.commandline import CommandClassification, classify_command
 
 # Tools that take a command line: for these the classification of the command alone decides
 # (qualified tool name -> the argument holding the command line).
 COMMAND_LINE_TOOLS: dict[str, str] = {
     "shell__run_command": "command",
+}
+
+
+# Built-in servers whose tools need more than their annotation for some arguments: server name ->
+# dotted path of `call_intent(tool_name, arguments) -> (Intent, reason) | None`.
+CALL_INTENT_RULES: dict[str, str] = {
+    "docker": "tools.servers.docker.call_intent",
+    "nmap": "tools.servers.nmap.call_intent",
 }
 
 
@@ -49,4 +59,19 @@ def classify_call(tool: Any, arguments: dict[str, Any]) -> CallIntent:
         classified = classify_command(str(arguments.get(argument, "")))
         return CallIntent(classified.intent, classified.reason, classified)
     intent, reason = base_intent(tool)
+    raised = argument_intent(tool, arguments)
+    if raised is not None and raised[0].rank > intent.rank:
+        return CallIntent(*raised)
     return CallIntent(intent, reason)
+
+
+def argument_intent(tool: Any, arguments: dict[str, Any]) -> tuple[Intent, str] | None:
+    """What a built-in server says this call's arguments demand (a privileged container, an NSE script).
+
+    Only built-in servers are asked, and only to raise the intent: their rule can never lower it."""
+    if tool.server.transport != Transport.BUILTIN:
+        return None
+    path = CALL_INTENT_RULES.get(tool.server.name)
+    if path is None:
+        return None
+    return import_string(path)(tool.name, arguments)

@@ -12,4 +12,5 @@ urlpatterns = [
     path("servers/<int:pk>/", views.server_form, name="mcp-server-edit"),
     path("<int:pk>/review/", views.tool_review, name="tool-review"),
     path("<int:pk>/intent/", views.tool_intent, name="tool-intent"),
+    path("wireguard/configs/<int:pk>/", views.wireguard_config, name="wireguard-config"),
 ]

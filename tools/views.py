@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.services import record
 from tools import services, tasks
 from tools.choices import ServerSource
 from tools.forms import MCPServerForm, ToolFilterForm, ToolIntentForm
@@ -98,3 +99,17 @@ def tool_intent(request: HttpRequest, pk: int) -> HttpResponse:
         services.set_tool_intent(tool, form.cleaned_data["intent"], actor=request.user)
         messages.success(request, f"{tool.qualified_name}: intent saved.")
     return _back_to_catalogue(request)
+
+
+@admin_required
+def wireguard_config(request: HttpRequest, pk: int) -> HttpResponse:
+    """A generated WireGuard client configuration, as a file download (its private key never reaches the model)."""
+    from tools.models import WireGuardClientConfig
+
+    entry = get_object_or_404(WireGuardClientConfig, pk=pk)
+    record("wireguard.config_downloaded", actor=request.user.get_username(), actor_kind="user", config=entry.pk)
+    response = HttpResponse(entry.config, content_type="text/plain; charset=utf-8")
+    filename = f"{entry.interface}-{entry.name or entry.pk}.conf"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response

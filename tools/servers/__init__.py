@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 BUILTIN_SERVERS: dict[str, str] = {
     "shell": "tools.servers.shell.build_server",
     "filesystem": "tools.servers.filesystem.build_server",
+    "ssh": "tools.servers.ssh.build_server",
+    "docker": "tools.servers.docker.build_server",
+    "wazuh": "tools.servers.wazuh.build_server",
+    "nmap": "tools.servers.nmap.build_server",
+    "wireguard": "tools.servers.wireguard.build_server",
 }
 
 
