@@ -10,6 +10,7 @@ decision (approve, deny, expiry) enqueues `advance_run` again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from operators.live import publish_run
 from operators.models import Run, Step, ToolCall
 from operators.orchestrator import RoutingFailed, route
 from providers.errors import ProviderError
+from vigilus.redaction import redact
 
 logger = logging.getLogger("vigilus.runs")
 
@@ -306,6 +308,7 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
         reason=step_text,
         actor=run.operator_name,
         force_strict=_hold_strict(run),
+        progress=functools.partial(_record_progress, run.pk, call.pk),
     )
     if result.decision == "pending":
         ToolCall.objects.filter(pk=call.pk).update(
@@ -328,6 +331,18 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
         duration_ms=result.duration_ms,
     )
     return True
+
+
+def _record_progress(run_id: int, call_id: int, value: float, total: float | None, message: str | None) -> None:
+    """A progress line from the running tool (a host of a fan-out finished), kept and pushed to the run page."""
+    line = message or (f"{value:g}/{total:g}" if total else f"{value:g}")
+    with transaction.atomic():
+        call = ToolCall.objects.select_for_update().filter(pk=call_id).first()
+        if call is None:
+            return
+        call.progress = [*call.progress, redact(line)]
+        call.save(update_fields=["progress"])
+        publish_run(run_id)
 
 
 def _check_approval(run: Run, call: ToolCall) -> bool:

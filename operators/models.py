@@ -134,6 +134,9 @@ class ToolCall(models.Model):
     ok = models.BooleanField(default=False)
     result = models.TextField(blank=True)
     untrusted = models.BooleanField(default=False)
+    progress = models.JSONField(
+        default=list, blank=True, help_text="Progress lines the tool reported while it ran (one per host of a fan-out)."
+    )
     duration_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

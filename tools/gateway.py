@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ import jsonschema
 
 from audit.services import AuditWriteError, record
 from jit import policy
-from tools.intent import classify_call
+from tools.errors import InventoryError
+from tools.intent import call_target, classify_call
 from tools.mcp_client import MCPClientError, ServerSpec, pool
 from tools.models import Tool
 from vigilus.redaction import redact, redact_data
@@ -88,7 +90,7 @@ def validate_arguments(tool: Tool, arguments: Any) -> str | None:
     return None
 
 
-def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, arguments: dict) -> str:
+def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, arguments: dict, target: str) -> str:
     """Verify the grant's signed token for this very call and count the use; '' when it holds, else why not."""
     from jit import services, tokens
     from jit.models import Grant
@@ -101,7 +103,7 @@ def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, 
         run_id=getattr(run, "pk", run),
         tool=tool.qualified_name,
         intent=intent.value,
-        target=tool.server.name,
+        target=target,
         arguments_digest=services.arguments_digest(arguments),
     )
     try:
@@ -121,10 +123,12 @@ def execute(
     actor: str = "system",
     timeout: float = DEFAULT_TIMEOUT,
     force_strict: bool = False,
+    progress: Callable[[float, float | None, str | None], None] | None = None,
 ) -> ToolResult:
     """Run one tool call through every check. Returns the result for the model; never raises for the call.
 
     `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content).
+    `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
     """
     tool = Tool.objects.select_related("server").filter(qualified_name=qualified_name).first()
     who = getattr(operator, "name", "") or actor
@@ -148,13 +152,19 @@ def execute(
         record("tool_call.decision", decision="invalid", error=problem, **base)
         return _error(problem, "invalid")
 
+    try:
+        target, dispatched_arguments = call_target(tool, arguments)
+    except InventoryError as exc:
+        record("tool_call.decision", decision="invalid", error=str(exc), **base)
+        return _error(str(exc), "invalid")
+
     classified = classify_call(tool, arguments)
     intent = classified.intent
     decision = policy.authorize(
         operator=operator,
         tool=tool,
         intent=intent,
-        target=tool.server.name,
+        target=target,
         arguments=arguments,
         run=run,
         reason=reason,
@@ -166,7 +176,7 @@ def execute(
             decision=decision.decision,
             intent=intent.value,
             intent_reason=classified.reason,
-            target=tool.server.name,
+            target=target,
             grant=decision.grant_id,
             policy_reason=decision.reason,
             **base,
@@ -185,13 +195,13 @@ def execute(
             request_id=decision.request_id,
         )
     if decision.grant_id is not None:
-        refusal = _use_grant(decision.grant_id, operator, run, tool, intent, arguments)
+        refusal = _use_grant(decision.grant_id, operator, run, tool, intent, arguments, target)
         if refusal:
             record(
                 "tool_call.decision",
                 decision="denied",
                 intent=intent.value,
-                target=tool.server.name,
+                target=target,
                 grant=decision.grant_id,
                 policy_reason=refusal,
                 **base,
@@ -201,7 +211,9 @@ def execute(
     timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
     started = time.monotonic()
     try:
-        result = pool().call_tool(ServerSpec.of(tool.server), tool.name, arguments, timeout=timeout)
+        result = pool().call_tool(
+            ServerSpec.of(tool.server), tool.name, dispatched_arguments, timeout=timeout, progress=progress
+        )
     except MCPClientError as exc:
         duration = int((time.monotonic() - started) * 1000)
         record("tool_call.outcome", outcome="failed", error=str(exc), duration_ms=duration, intent=intent.value, **base)

@@ -14,7 +14,12 @@ from tools.commandline import CommandClassification, classify_command
 # (qualified tool name -> the argument holding the command line).
 COMMAND_LINE_TOOLS: dict[str, str] = {
     "shell__run_command": "command",
+    "ssh__run_command": "command",
 }
+
+# Built-in tools whose `target` argument names inventory servers. The gateway resolves it to the exact
+# host list before asking for permission: the list is the grant's target, and what the server is sent.
+HOST_TARGET_TOOLS: frozenset[str] = frozenset({"ssh__run_command", "ssh__get_file", "ssh__put_file"})
 
 
 # Built-in servers whose tools need more than their annotation for some arguments: server name ->
@@ -22,6 +27,7 @@ COMMAND_LINE_TOOLS: dict[str, str] = {
 CALL_INTENT_RULES: dict[str, str] = {
     "docker": "tools.servers.docker.call_intent",
     "nmap": "tools.servers.nmap.call_intent",
+    "wireguard": "tools.servers.wireguard.call_intent",
 }
 
 
@@ -75,3 +81,17 @@ def argument_intent(tool: Any, arguments: dict[str, Any]) -> tuple[Intent, str] 
     if path is None:
         return None
     return import_string(path)(tool.name, arguments)
+
+
+def call_target(tool: Any, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The call's target as a grant scopes it, and the arguments to dispatch.
+
+    For most tools that is the server's name and the arguments as given. For the SSH tools, `target` is
+    resolved to the host list (`ssh:a,b,c`) and the server is sent exactly those names. Raises
+    `tools.inventory.InventoryError` when the target matches nothing."""
+    if tool.qualified_name not in HOST_TARGET_TOOLS or tool.server.transport != Transport.BUILTIN:
+        return tool.server.name, arguments
+    from tools.inventory import resolve_targets, target_label
+
+    servers = resolve_targets(str(arguments.get("target", "")))
+    return target_label(servers), dict(arguments, target=",".join(s.name for s in servers))

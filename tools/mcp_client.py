@@ -16,12 +16,13 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 
 from tools.choices import Transport
 
@@ -127,6 +128,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _threaded(progress: Callable[[float, float | None, str | None], None]) -> Any:
+    """An async progress callback running the (blocking, database-writing) `progress` off the loop thread."""
+
+    async def callback(value: float, total: float | None, message: str | None) -> None:
+        try:
+            await anyio.to_thread.run_sync(progress, value, total, message)
+        except Exception:
+            logger.exception("a progress callback failed")
+
+    return callback
+
+
 class MCPClientPool:
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -222,10 +235,24 @@ class MCPClientPool:
 
         return self._submit(all_pages(), timeout * 2 + CONNECT_TIMEOUT)
 
-    def call_tool(self, spec: ServerSpec, name: str, arguments: dict[str, Any], *, timeout: float) -> Any:
-        """The server's CallToolResult. Raises MCPClientError / MCPTimeout when there is none."""
+    def call_tool(
+        self,
+        spec: ServerSpec,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float,
+        progress: Callable[[float, float | None, str | None], None] | None = None,
+    ) -> Any:
+        """The server's CallToolResult. Raises MCPClientError / MCPTimeout when there is none.
+
+        `progress` is called in a worker thread, in order, with each progress notification of the call; its
+        failures are logged and never fail the call."""
+        extra: dict[str, Any] = {}
+        if progress is not None:
+            extra["progress_callback"] = _threaded(progress)
         return self._submit(
-            self._call(spec, "call_tool", timeout, name=name, arguments=arguments), timeout + CONNECT_TIMEOUT
+            self._call(spec, "call_tool", timeout, name=name, arguments=arguments, **extra), timeout + CONNECT_TIMEOUT
         )
 
     def close(self, name: str | None = None) -> None:

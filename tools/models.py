@@ -177,7 +177,7 @@ class Server(models.Model):
     host_key = models.TextField(blank=True, help_text="The pinned host key ('type base64'); empty until trusted.")
     host_key_fingerprint = models.CharField(max_length=100, blank=True)
     last_tested_at = models.DateTimeField(null=True, blank=True)
-    last_test_ok = models.BooleanField(null=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

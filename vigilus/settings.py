@@ -195,6 +195,9 @@ CELERY_TASK_QUEUES = (Queue("default", routing_key="default"), Queue("tools", ro
 # --- Tools ---------------------------------------------------------------------------------
 # Where the built-in filesystem server may read and write (the data directory is refused anyway).
 FILESYSTEM_ROOTS = [Path(p).expanduser() for p in env.list("VIGILUS_FILESYSTEM_ROOTS", default=[str(Path.home())])]
+# SSH fan-out: hosts worked on at once, and seconds to connect, exchange keys and log in to one host.
+SSH_MAX_PARALLEL = env.int("VIGILUS_SSH_MAX_PARALLEL", default=20)
+SSH_CONNECT_TIMEOUT = env.float("VIGILUS_SSH_CONNECT_TIMEOUT", default=10.0)
 
 # --- HTTPS behind a reverse proxy -----------------------------------------------------------
 HTTPS = env.bool("VIGILUS_HTTPS", default=False)
@@ -242,5 +245,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # paramiko logs every failed handshake with a traceback; the inventory and the ssh server report
+        # each failure themselves, in a sentence naming the host.
+        "paramiko": {"level": "CRITICAL"},
     },
 }
