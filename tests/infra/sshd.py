@@ -21,8 +21,6 @@ from pathlib import Path
 
 from tests.infra.requires import require_program
 
-PASSWORD_USER = "vigilus-sshtest"
-
 APT_SHIM = """#!/bin/sh
 # Test shim for apt: records the call (and which host ran it) instead of changing packages.
 port=$(echo "$SSH_CONNECTION" | cut -d' ' -f4)
@@ -90,6 +88,7 @@ class Farm:
     _stop: threading.Event = field(default_factory=threading.Event)
     slow_port: int = 0
     down_port: int = 0
+    password_user: str = ""
 
     def apt_calls(self) -> dict[int, str]:
         """What the apt shim recorded, per sshd port."""
@@ -99,10 +98,12 @@ class Farm:
         return calls
 
 
-def _ensure_password_user(password: str) -> None:
-    if subprocess.run(["id", PASSWORD_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", PASSWORD_USER], check=True)
-    subprocess.run(["chpasswd"], input=f"{PASSWORD_USER}:{password}\n", text=True, check=True)
+def _make_password_user(password: str) -> str:
+    """A throwaway local user with a random password, for the password logins (removed with the farm)."""
+    user = f"vgtest-{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
+    subprocess.run(["chpasswd"], input=f"{user}:{password}\n", text=True, check=True)
+    return user
 
 
 def start_host(farm: Farm, name: str, *, password_auth: bool = False) -> Host:
@@ -167,8 +168,8 @@ def start_farm(root: Path, count: int, *, password_hosts: int = 1) -> Farm:
     shim.write_text(APT_SHIM.format(log_dir=log_dir))
     shim.chmod(0o755)
     password = secrets.token_urlsafe(12)
-    _ensure_password_user(password)
     farm = Farm(root, keygen(root / "client_ed25519"), password, shim_dir, log_dir)
+    farm.password_user = _make_password_user(password)
     for i in range(count):
         start_host(farm, f"host{i}", password_auth=i < password_hosts)
     for host in farm.hosts:
@@ -187,6 +188,8 @@ def stop_farm(farm: Farm) -> None:
                 host.process.wait(5)
             except subprocess.TimeoutExpired:
                 os.killpg(host.process.pid, 9)
+    if farm.password_user:
+        subprocess.run(["userdel", "--remove", farm.password_user], capture_output=True)
     shutil.rmtree(farm.root, ignore_errors=True)
 
 

@@ -150,14 +150,14 @@ def test_a_down_host_and_a_silent_host_fail_with_the_reason(farm) -> None:
 def test_password_login_and_a_wrong_password(farm, monkeypatch) -> None:
     host = farm.hosts[0]  # the farm's first host also accepts passwords
     monkeypatch.setenv("SSH_PW", farm.password)
-    add(farm, host, "pw", "--password-env", "SSH_PW", user=sshd.PASSWORD_USER)
+    add(farm, host, "pw", "--password-env", "SSH_PW", user=farm.password_user)
     call_command("servers", "test", "pw", "--trust-host-key")
     assert call("run_command", {"command": "id -un", "target": "pw"}).structured_content["hosts"][0]["stdout"] == (
-        f"{sshd.PASSWORD_USER}\n"
+        f"{farm.password_user}\n"
     )
 
     monkeypatch.setenv("SSH_PW", "wrong-" + farm.password)
-    add(farm, host, "badpw", "--password-env", "SSH_PW", user=sshd.PASSWORD_USER)
+    add(farm, host, "badpw", "--password-env", "SSH_PW", user=farm.password_user)
     with pytest.raises(CommandError) as refused:
         call_command("servers", "test", "badpw", "--trust-host-key")
     assert "authentication" in str(refused.value) and farm.password not in str(refused.value)
