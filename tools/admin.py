@@ -1,8 +1,25 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from tools.models import MCPServer, Tool
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from audit.services import record
+from tools.inventory_forms import CredentialAdminForm, DockerEndpointForm, ScanNetworkForm, WazuhInstanceForm
+from tools.models import (
+    Credential,
+    DockerEndpoint,
+    MCPServer,
+    ScanNetwork,
+    Server,
+    Tool,
+    WazuhInstance,
+    WireGuardClientConfig,
+)
 
 
 class ToolInline(admin.TabularInline):
@@ -44,3 +61,192 @@ class ToolAdmin(admin.ModelAdmin):
         "first_seen_at",
         "last_seen_at",
     ]
+
+
+# --- The infrastructure inventory ---------------------------------------------------------------------
+# Secrets are write-only here as in the dashboard: an empty box keeps the stored value and nothing secret
+# is ever rendered. Changes are audited like the dashboard's (the admin's own log is not the audit trail).
+# The services (paramiko) are imported where used: this module loads at startup in every process.
+
+
+def _record_saved(event: str, request: Any, obj: Any, *, change: bool, target: str = "") -> None:
+    record(event, actor=request.user, target=target or str(obj), created=not change, via="admin")
+
+
+@admin.register(Credential)
+class CredentialAdmin(admin.ModelAdmin):
+    form = CredentialAdminForm
+    list_display = ["name", "username", "kind", "used_by"]
+    list_filter = ["kind"]
+    search_fields = ["name", "username"]
+    readonly_fields = ["kind", "created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer("private_key", "passphrase", "password")
+
+    @admin.display(description="used by")
+    def used_by(self, obj: Credential) -> str:
+        return ", ".join(obj.servers.values_list("name", flat=True)) or "-"
+
+    def save_model(self, request: HttpRequest, obj: Credential, form: Any, change: bool) -> None:
+        from tools.inventory import save_credential
+
+        data = form.cleaned_data
+        private_key = data.get("private_key") or ""
+        if change and data.get("passphrase") and not private_key and not data.get("password"):
+            private_key = obj.private_key  # a new passphrase for the stored key
+        save_credential(
+            name=obj.name,
+            username=obj.username,
+            private_key=private_key,
+            passphrase=data.get("passphrase") or "",
+            password=data.get("password") or "",
+            actor=request.user,
+            instance=obj,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Credential) -> None:
+        name = obj.name
+        super().delete_model(request, obj)
+        record("credential.removed", actor=request.user, target=name, via="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(Server)
+class ServerAdmin(admin.ModelAdmin):
+    list_display = ["name", "address", "port", "credential", "tags", "os_id", "host_key_fingerprint", "last_test_ok"]
+    list_filter = ["os_id", "last_test_ok"]
+    list_select_related = ["credential"]
+    search_fields = ["name", "address", "notes"]
+    fields = ["name", "address", "port", "credential", "tags", "notes"]
+    readonly_fields = [
+        "os_id",
+        "os_name",
+        "host_key_fingerprint",
+        "last_tested_at",
+        "last_test_ok",
+        "last_error",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["forget_pinned_key"]
+
+    def get_fields(self, request: HttpRequest, obj: Server | None = None) -> list[str]:
+        return [*self.fields, *self.readonly_fields]
+
+    def save_model(self, request: HttpRequest, obj: Server, form: Any, change: bool) -> None:
+        from tools.servers import ssh
+
+        old_name = form.initial.get("name") if change else None
+        super().save_model(request, obj, form, change)
+        _record_saved("server.updated" if change else "server.added", request, obj, change=change)
+        if old_name:
+            ssh.connections.forget(old_name)
+
+    def delete_model(self, request: HttpRequest, obj: Server) -> None:
+        from tools.inventory import remove_server
+
+        remove_server(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from tools.inventory import remove_server
+
+        for obj in queryset.select_related("credential"):
+            remove_server(obj, actor=request.user)
+
+    @admin.action(description="Forget pinned key (the next test asks to confirm the offered key)")
+    def forget_pinned_key(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from tools.inventory import forget_host_key
+
+        for server in queryset:
+            forget_host_key(server, actor=request.user)
+        self.message_user(request, f"Forgot the pinned host key of {queryset.count()} server(s).")
+
+
+@admin.register(DockerEndpoint)
+class DockerEndpointAdmin(admin.ModelAdmin):
+    form = DockerEndpointForm
+    list_display = ["name", "url", "tls_verify", "is_default"]
+    search_fields = ["name", "url"]
+
+    def save_model(self, request: HttpRequest, obj: DockerEndpoint, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.is_default:
+            DockerEndpoint.objects.exclude(pk=obj.pk).filter(is_default=True).update(is_default=False)
+        _record_saved("docker_endpoint.saved", request, obj, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: DockerEndpoint) -> None:
+        name = obj.name
+        super().delete_model(request, obj)
+        record("docker_endpoint.removed", actor=request.user, target=name, via="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(WazuhInstance)
+class WazuhInstanceAdmin(admin.ModelAdmin):
+    form = WazuhInstanceForm
+    list_display = ["name", "api_url", "username", "indexer_url", "verify_tls"]
+    search_fields = ["name", "api_url"]
+
+    def save_model(self, request: HttpRequest, obj: WazuhInstance, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        _record_saved("wazuh.saved", request, obj, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: WazuhInstance) -> None:
+        name = obj.name
+        super().delete_model(request, obj)
+        record("wazuh.removed", actor=request.user, target=name, via="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(ScanNetwork)
+class ScanNetworkAdmin(admin.ModelAdmin):
+    form = ScanNetworkForm
+    list_display = ["cidr", "description", "created_at"]
+    search_fields = ["cidr", "description"]
+
+    def save_model(self, request: HttpRequest, obj: ScanNetwork, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        _record_saved("scan_network.saved", request, obj, change=change, target=obj.cidr)
+
+    def delete_model(self, request: HttpRequest, obj: ScanNetwork) -> None:
+        cidr = obj.cidr
+        super().delete_model(request, obj)
+        record("scan_network.removed", actor=request.user, target=cidr, via="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(WireGuardClientConfig)
+class WireGuardClientConfigAdmin(admin.ModelAdmin):
+    """Read-only: configurations are generated by the WireGuard tools; the file (with its private key) is
+    only ever downloaded from the dashboard, never shown here."""
+
+    list_display = ["interface", "name", "public_key", "created_at", "download"]
+    search_fields = ["interface", "name", "public_key"]
+    exclude = ["config"]
+    readonly_fields = ["interface", "name", "public_key", "created_at", "download"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer("config")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WireGuardClientConfig | None = None) -> bool:
+        return False
+
+    @admin.display(description="configuration")
+    def download(self, obj: WireGuardClientConfig) -> str:
+        return format_html('<a href="{}">Download</a>', reverse("wireguard-config", args=[obj.pk]))

@@ -16,17 +16,26 @@ import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paramiko
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Model
+from django.forms import ModelForm
 from django.utils import timezone
 
 from audit.services import record
 from tools.errors import HostKeyChanged, HostKeyNotTrusted, InventoryError
-from tools.models import Credential, CredentialKind, Server, tag_validator
+from tools.models import Credential, CredentialKind, DockerEndpoint, Server, WazuhInstance, tag_validator
+from tools.servers.common import display_url
+from vigilus.redaction import redact
+
+if TYPE_CHECKING:
+    import paramiko
+
+# paramiko loads slowly (about 0.8 s): it is imported where a connection is made, so that the dashboard's
+# URLconf, which imports this module through the views, does not pay for it in every process.
 
 logger = logging.getLogger("vigilus.tools.inventory")
 
@@ -55,6 +64,8 @@ def host_key_line(key: paramiko.PKey) -> str:
 
 def load_private_key(text: str, passphrase: str = "") -> paramiko.PKey:
     """Parse a private key (OpenSSH or PEM; Ed25519, ECDSA or RSA); InventoryError says why it does not load."""
+    import paramiko
+
     errors = []
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
@@ -198,28 +209,33 @@ def get_server(name: str) -> Server:
 # --- Connecting --------------------------------------------------------------------------------------
 
 
-class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuses every key that is not the pinned one, before authentication (no credential is ever sent)."""
+def _pinned_key_policy(server: Server) -> paramiko.MissingHostKeyPolicy:
+    """A policy refusing every key that is not the pinned one, before authentication (no credential is sent)."""
+    import paramiko
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        offered = fingerprint(key)
-        if self.server.host_key:
-            raise HostKeyChanged(
-                f"{self.server.name}: the host key has CHANGED (pinned {self.server.host_key_fingerprint}, "
-                f"offered {offered}); refusing to connect. If the machine was reinstalled, confirm the new key "
-                "in the dashboard or with `servers test NAME --trust-host-key` after checking it."
+    class PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            offered = fingerprint(key)
+            if server.host_key:
+                raise HostKeyChanged(_changed_message(server, offered))
+            raise HostKeyNotTrusted(
+                f"{server.name}: the host key is not trusted yet; its fingerprint is {offered} ({key.get_name()}). "
+                "Check it on the machine (`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`) and confirm it in the "
+                "dashboard or with `servers test NAME --trust-host-key`.",
+                key_type=key.get_name(),
+                key_base64=key.get_base64(),
+                fingerprint=offered,
             )
-        raise HostKeyNotTrusted(
-            f"{self.server.name}: the host key is not trusted yet; its fingerprint is {offered} ({key.get_name()}). "
-            "Check it on the machine (`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`) and confirm it in the "
-            "dashboard or with `servers test NAME --trust-host-key`.",
-            key_type=key.get_name(),
-            key_base64=key.get_base64(),
-            fingerprint=offered,
-        )
+
+    return PinnedKeyPolicy()
+
+
+def _changed_message(server: Server, offered: str) -> str:
+    return (
+        f"{server.name}: the host key has CHANGED (pinned {server.host_key_fingerprint or 'a key'}, offered "
+        f"{offered}); refusing to connect. If the machine was reinstalled, check the new key, then forget the "
+        "pinned one (dashboard, or `servers forget-key NAME`) and test again to pin the new one."
+    )
 
 
 def _known_hosts_name(server: Server) -> str:
@@ -231,6 +247,8 @@ def connect(server: Server, *, timeout: float | None = None, accept_key: str = "
 
     `accept_key` ('type base64'): a key a person has just confirmed, accepted in place of the pin (only
     the test that pins it passes this). Raises InventoryError subclasses with a message for a person."""
+    import paramiko
+
     timeout = connect_timeout() if timeout is None else timeout
     client = paramiko.SSHClient()
     pinned = accept_key or server.host_key
@@ -242,7 +260,7 @@ def connect(server: Server, *, timeout: float | None = None, accept_key: str = "
             key = None
         if key is not None:
             client.get_host_keys().add(_known_hosts_name(server), key_type, key)
-    client.set_missing_host_key_policy(_PinnedKeyPolicy(server))
+    client.set_missing_host_key_policy(_pinned_key_policy(server))
     credential = server.credential
     options: dict[str, Any] = {
         "hostname": server.address,
@@ -266,11 +284,7 @@ def connect(server: Server, *, timeout: float | None = None, accept_key: str = "
         raise
     except paramiko.BadHostKeyException as exc:
         client.close()
-        raise HostKeyChanged(
-            f"{server.name}: the host key has CHANGED (pinned {server.host_key_fingerprint or 'a key'}, offered "
-            f"{fingerprint(exc.key)}); refusing to connect. If the machine was reinstalled, confirm the new key in "
-            "the dashboard or with `servers test NAME --trust-host-key` after checking it."
-        ) from None
+        raise HostKeyChanged(_changed_message(server, fingerprint(exc.key))) from None
     except paramiko.AuthenticationException:
         client.close()
         raise InventoryError(
@@ -294,6 +308,8 @@ def connect(server: Server, *, timeout: float | None = None, accept_key: str = "
 
 
 def _describe(exc: BaseException) -> str:
+    import paramiko
+
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return "connection refused"
     if isinstance(exc, OSError) and exc.strerror:
@@ -395,6 +411,8 @@ def _try_server(server: Server, *, trust_host_key: bool, expected_fingerprint: s
         return ServerTest(False, str(exc), key_changed=True)
     except InventoryError as exc:
         return ServerTest(False, str(exc))
+    import paramiko
+
     try:
         os_release = _run_simple(client, "cat /etc/os-release")
     except (OSError, paramiko.SSHException) as exc:
@@ -413,6 +431,119 @@ def _try_server(server: Server, *, trust_host_key: bool, expected_fingerprint: s
 def _run_simple(client: paramiko.SSHClient, command: str) -> str:
     _stdin, stdout, _stderr = client.exec_command(command, timeout=connect_timeout())
     return stdout.read(64 * 1024).decode("utf-8", errors="replace")
+
+
+# --- Editing, forgetting keys, audited saves ------------------------------------------------------------------------
+
+
+def forget_host_key(server: Server, *, actor: Any) -> str:
+    """Clear a server's pinned host key so the next test shows the offered key for a person to confirm again.
+
+    For a machine that was deliberately reinstalled; returns the fingerprint that was forgotten."""
+    from tools.servers import ssh
+
+    forgotten = server.host_key_fingerprint
+    with transaction.atomic():
+        Server.objects.filter(pk=server.pk).update(host_key="", host_key_fingerprint="")
+        record("server.host_key_forgotten", actor=actor, target=server.name, fingerprint=forgotten)
+    server.host_key = server.host_key_fingerprint = ""
+    ssh.connections.forget(server.name)
+    return forgotten
+
+
+def update_server(server: Server, data: dict[str, Any], *, actor: Any) -> Server:
+    """Save an edited server (from ServerForm's cleaned data); a new credential typed inline is made or
+    updated with save_credential, named after the server like add_server does. The pinned host key is kept."""
+    from tools.servers import ssh
+
+    old_name = server.name
+    with transaction.atomic():
+        credential = data["credential"]
+        if credential is None:
+            existing = Credential.objects.filter(name=data["name"]).first()
+            own = server.credential
+            if existing is None and own.name == old_name and not own.servers.exclude(pk=server.pk).exists():
+                existing = own  # the credential made for this server alone follows its rename
+            credential = save_credential(
+                name=data["name"],
+                username=data["username"],
+                private_key=data.get("private_key") or "",
+                passphrase=data.get("passphrase") or "",
+                password=data.get("password") or "",
+                actor=actor,
+                instance=existing,
+            )
+        server.name, server.address, server.port = data["name"], data["address"], data["port"]
+        server.tags, server.notes, server.credential = data["tags"], data["notes"], credential
+        server.full_clean()
+        server.save()
+        record(
+            "server.updated",
+            actor=actor,
+            target=server.name,
+            address=server.endpoint,
+            username=credential.username,
+            tags=server.tags,
+            renamed_from=old_name if old_name != server.name else "",
+        )
+    ssh.connections.forget(old_name)
+    return server
+
+
+def save_audited(form: ModelForm, event: str, *, actor: Any, target_field: str = "name", **details: Any) -> Model:
+    """Save a model form and record `event` in one transaction."""
+    created = form.instance.pk is None
+    with transaction.atomic():
+        saved = form.save()
+        if isinstance(saved, DockerEndpoint) and saved.is_default:
+            DockerEndpoint.objects.exclude(pk=saved.pk).filter(is_default=True).update(is_default=False)
+        record(event, actor=actor, target=str(getattr(saved, target_field)), created=created, **details)
+    return saved
+
+
+def delete_audited(instance: Model, event: str, *, actor: Any, target: str) -> None:
+    with transaction.atomic():
+        instance.delete()
+        record(event, actor=actor, target=target)
+
+
+# --- Connection checks for Docker and Wazuh ------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    message: str
+
+
+def check_docker_endpoint(endpoint: DockerEndpoint) -> CheckResult:
+    """Ask the engine for its version, connecting as the docker server would (TLS files only for the check)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from tools.servers.docker import engine_version
+
+    try:
+        return CheckResult(True, f"{endpoint.name}: {engine_version(endpoint)}")
+    except ToolError as exc:
+        return CheckResult(False, f"{endpoint.name}: {redact(str(exc))}")
+
+
+def check_wazuh(instance: WazuhInstance) -> CheckResult:
+    """Log in to the Wazuh server API as the wazuh server would; the password and token never show."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from tools.servers.wazuh import WazuhSession
+
+    session = WazuhSession(instance)
+    try:
+        session.authenticate()
+    except ToolError as exc:
+        return CheckResult(False, f"{instance.name}: {redact(str(exc))}")
+    finally:
+        session.close()
+    return CheckResult(
+        True, f"{instance.name}: logged in to the Wazuh API at {display_url(instance.api_url)} as {instance.username!r}"
+    )
 
 
 # --- Targets ------------------------------------------------------------------------------------------

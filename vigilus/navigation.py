@@ -13,7 +13,7 @@ SECTIONS = (
     ("Operators", "operators"),
     ("Providers", "providers"),
     ("Tools", "tools"),
-    ("Servers", "servers"),
+    ("Infrastructure", "servers"),
     ("Audit", "audit"),
     ("Settings", "settings"),
 )

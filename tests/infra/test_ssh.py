@@ -133,6 +133,9 @@ def test_a_changed_host_key_is_refused_before_logging_in(farm) -> None:
         assert host.log().count("Accepted publickey") == accepted_before  # no credential was offered
         with pytest.raises(CommandError, match="CHANGED"):  # --trust-host-key never overrides a pinned key
             call_command("servers", "test", "moved", "--trust-host-key")
+        call_command("servers", "forget-key", "moved")  # the person checked: the machine was reinstalled
+        call_command("servers", "test", "moved", "--trust-host-key")
+        assert Server.objects.get(name="moved").host_key_fingerprint == host.fingerprint()
     finally:
         Server.objects.filter(name="moved").delete()
 

@@ -47,7 +47,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from tools.choices import Intent
-from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text
+from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text, display_url
 
 logger = logging.getLogger("vigilus.tools.servers.docker")
 
@@ -231,11 +231,6 @@ def _endpoint_row(name: str | None) -> Any:
     return None
 
 
-def _display_url(url: str) -> str:
-    """The URL without a password (tcp://user:pass@host is unusual, but never shown)."""
-    return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", url)
-
-
 def local_url() -> str:
     """Where the local engine is looked for when no endpoint is configured (what the Docker CLI would use)."""
     return os.environ.get("DOCKER_HOST") or LOCAL_SOCKET
@@ -260,7 +255,7 @@ def _unreachable(label: str, url: str, reason: Any, *, configured: bool) -> Tool
         if configured
         else "configure a Docker endpoint in the dashboard (Infrastructure) or start the engine"
     )
-    return ToolError(f"no Docker engine at {_display_url(url)} ({label}): {reason}; {hint}")
+    return ToolError(f"no Docker engine at {display_url(url)} ({label}): {reason}; {hint}")
 
 
 def _engine_for(endpoint: str | None) -> Engine:
@@ -309,6 +304,22 @@ def _connect(row: Any, *, url: str, label: str, key: tuple[Any, ...]) -> Engine:
         _remove(tls_dir)
         raise _unreachable(label, url, exc, configured=row is not None) from None
     return Engine(label=label, url=url, client=client, key=key, tls_dir=tls_dir)
+
+
+def engine_version(row: Any) -> str:
+    """Connect afresh to the endpoint `row` (nothing cached) and describe the engine that answers, for a
+    connection test; a ToolError says why none did."""
+    engine = _connect(row, url=row.url, label=f"endpoint {row.name!r}", key=("check", row.pk))
+    try:
+        with _docker_errors(engine):
+            info = engine.client.version()
+    finally:
+        engine.close()
+    platform = (info.get("Platform") or {}).get("Name")
+    return (
+        f"engine {info.get('Version', '?')} (API {info.get('ApiVersion', '?')}, {info.get('Os', '?')}/"
+        f"{info.get('Arch', '?')}{', ' + platform if platform else ''}) at {display_url(row.url)}"
+    )
 
 
 def _remove(directory: Path | None) -> None:
@@ -377,8 +388,15 @@ def forget_clients() -> None:
 def _docker(endpoint: str | None) -> Iterator[Engine]:
     """The engine for `endpoint`; the engine's failures inside the block become errors the model can act on."""
     engine = _engine_for(endpoint)
-    try:
+    with _docker_errors(engine):
         yield engine
+
+
+@contextmanager
+def _docker_errors(engine: Engine) -> Iterator[None]:
+    """The engine's failures inside the block as errors the model (or a person) can act on."""
+    try:
+        yield
     except ToolError:
         raise
     except docker.errors.NotFound as exc:
@@ -387,7 +405,7 @@ def _docker(endpoint: str | None) -> Iterator[Engine]:
         raise ToolError(f"the Docker engine ({engine.label}) refused: {_explanation(exc)}") from None
     except requests.exceptions.Timeout:
         raise ToolError(
-            f"the Docker engine ({engine.label}, {_display_url(engine.url)}) did not answer within "
+            f"the Docker engine ({engine.label}, {display_url(engine.url)}) did not answer within "
             f"{CLIENT_TIMEOUT}s; it may be overloaded or hung"
         ) from None
     except requests.exceptions.RequestException as exc:
@@ -610,7 +628,7 @@ def list_endpoints() -> Annotated[CallToolResult, EndpointList]:
     endpoints = [
         EndpointInfo(
             name=row.name,
-            url=_display_url(row.url),
+            url=display_url(row.url),
             is_default=row.is_default,
             tls=row.url.startswith("https://") or bool(row.tls_ca_certificate or row.tls_client_certificate),
         )

@@ -173,7 +173,7 @@ class WazuhSession:
             cached = _tokens.get(key)
         if cached is not None and not fresh and time.monotonic() - cached[1] < TOKEN_REUSE_SECONDS:
             return {"Authorization": f"Bearer {cached[0]}"}
-        token = self._authenticate()
+        token = self.authenticate()
         with _tokens_lock:
             _tokens[key] = (token, time.monotonic())
         return {"Authorization": f"Bearer {token}"}
@@ -182,7 +182,7 @@ class WazuhSession:
         with _tokens_lock:
             _tokens.pop(self._token_key(), None)
 
-    def _authenticate(self) -> str:
+    def authenticate(self) -> str:
         response = self._send(
             "POST",
             self.api_url + "/security/user/authenticate",

@@ -41,6 +41,10 @@ class Command(AreaCommand):
         test.add_argument(
             "--trust-host-key", action="store_true", help="pin the host key on first contact (check it first!)"
         )
+        forget = self.subcommand(
+            "forget-key", "Forget a server's pinned host key (after a reinstall); the next test shows the new one."
+        )
+        forget.add_argument("name")
         remove = self.subcommand("remove", "Remove a server.")
         remove.add_argument("name")
 
@@ -106,10 +110,7 @@ class Command(AreaCommand):
             )
 
     def handle_test(self, *, name: str, json: bool, trust_host_key: bool, **options: Any) -> None:
-        try:
-            server = inventory.get_server(name)
-        except InventoryError as exc:
-            raise CommandError(str(exc)) from None
+        server = self._server(name)
         result = inventory.test_server(server, trust_host_key=trust_host_key, actor=self.actor(options))
         if json:
             self.print_json(
@@ -130,10 +131,19 @@ class Command(AreaCommand):
         if not json:
             self.stdout.write(f"OK: {result.message} ({result.duration_ms} ms)")
 
-    def handle_remove(self, *, name: str, **options: Any) -> None:
+    def _server(self, name: str) -> Server:
         try:
-            server = inventory.get_server(name)
+            return inventory.get_server(name)
         except InventoryError as exc:
             raise CommandError(str(exc)) from None
-        inventory.remove_server(server, actor=self.actor(options))
+
+    def handle_forget_key(self, *, name: str, **options: Any) -> None:
+        forgotten = inventory.forget_host_key(self._server(name), actor=self.actor(options))
+        self.stdout.write(
+            f"Forgot {name}'s host key {forgotten or '(none was pinned)'}. "
+            f"Next: `servers test {name}` shows the key it offers now."
+        )
+
+    def handle_remove(self, *, name: str, **options: Any) -> None:
+        inventory.remove_server(self._server(name), actor=self.actor(options))
         self.stdout.write(f"Removed server {name}.")
