@@ -26,28 +26,9 @@ from tools.models import (
     WazuhInstance,
     inventory_name_validator,
 )
-from vigilus.crypto import SecretFormField, SecretInput
+from vigilus.crypto import SecretFormField, SecretInput, SecretTextarea
 
 RETYPE = "Secrets are never shown again: paste or type it again."
-
-
-class SecretTextarea(forms.Textarea):
-    """A textarea for a multi-line secret (a private key) that never renders a value, only whether one is set."""
-
-    def __init__(self, attrs: dict | None = None) -> None:
-        defaults = {"rows": 6, "cols": 64, "autocomplete": "off", "spellcheck": "false"}
-        super().__init__(attrs={**defaults, **(attrs or {})})
-
-    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict:
-        is_set = bool(value)
-        context = super().get_context(name, None, attrs)
-        placeholder = "set (paste a new value to replace it)" if is_set else "not set"
-        context["widget"]["attrs"].setdefault("placeholder", placeholder)
-        context["widget"]["is_set"] = is_set
-        return context
-
-    def format_value(self, value: Any) -> None:
-        return None
 
 
 def secret_text_field(**kwargs: Any) -> SecretFormField:

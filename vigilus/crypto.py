@@ -52,19 +52,38 @@ def decrypt(token: str) -> str:
         raise SecretDecryptionError() from None
 
 
-class SecretInput(forms.PasswordInput):
-    """A password box that never renders the stored value; it only says whether one is set."""
+class _WriteOnly:
+    """A widget mixin that never renders the stored value; it only says whether one is set."""
+
+    replace_hint = "type"
+
+    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict:
+        is_set = bool(value)
+        context = super().get_context(name, None, attrs)  # type: ignore[misc]
+        placeholder = f"set ({self.replace_hint} a new value to replace it)" if is_set else "not set"
+        context["widget"]["attrs"].setdefault("placeholder", placeholder)
+        context["widget"]["is_set"] = is_set
+        return context
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class SecretInput(_WriteOnly, forms.PasswordInput):
+    """A password box for a secret."""
 
     def __init__(self, attrs: dict | None = None) -> None:
         super().__init__(attrs={"autocomplete": "new-password", **(attrs or {})}, render_value=False)
 
-    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict:
-        is_set = bool(value)
-        context = super().get_context(name, None, attrs)
-        placeholder = "set (type a new value to replace it)" if is_set else "not set"
-        context["widget"]["attrs"].setdefault("placeholder", placeholder)
-        context["widget"]["is_set"] = is_set
-        return context
+
+class SecretTextarea(_WriteOnly, forms.Textarea):
+    """A textarea for a multi-line secret (a private key): a password box would strip its line breaks."""
+
+    replace_hint = "paste"
+
+    def __init__(self, attrs: dict | None = None) -> None:
+        defaults = {"rows": 6, "cols": 64, "autocomplete": "off", "spellcheck": "false"}
+        super().__init__(attrs={**defaults, **(attrs or {})})
 
 
 class SecretFormField(forms.CharField):

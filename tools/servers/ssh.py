@@ -181,7 +181,10 @@ def run_on_host(server: Any, command: str, timeout: float) -> HostResult:
                     duration_seconds=_since(started),
                 )
             if not progressed:
-                select.select([channel], [], [], 0.05)
+                if channel.eof_received:  # all output is in: only the exit status is still to come
+                    channel.status_event.wait(max(0.0, min(deadline - time.monotonic(), 1.0)))
+                else:
+                    select.select([channel], [], [], 0.05)
         exit_code = channel.recv_exit_status()
     except (paramiko.SSHException, EOFError, OSError) as exc:
         connections.forget(server.name)
