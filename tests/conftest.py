@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django.test.utils import override_settings
 
 from tests.websockets import open_socket, socket_loop  # noqa: F401 - shared fixtures
 from vigilus.choices import Role
@@ -25,6 +26,16 @@ from vigilus.services import create_user
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Hashing a password the production way (PBKDF2, a million rounds) takes a third of a second; tests make
+    hundreds of users. Processes the tests start (workers, `make run`) keep the real hasher."""
+    fast = override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
+    fast.enable()
+    yield
+    fast.disable()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -32,3 +32,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"Skipped under CI=true, which is a failure here: {reason}"
+
+
+# Fixtures through which a test reaches the database (directly, or by a process that shares it).
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_setup", "live_server", "celery_worker", "database_url"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that never reaches the database cannot depend on its engine: it is marked engine_independent,
+    and the PostgreSQL pass of `make test` (tests/run_suite.py) leaves it to the SQLite pass."""
+    for item in items:
+        uses_database = item.get_closest_marker("django_db") is not None or bool(
+            DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        )
+        if not uses_database:
+            item.add_marker(pytest.mark.engine_independent)

@@ -199,33 +199,51 @@ def _is_assigned(tool: Tool) -> bool:
 
 
 def _upsert_tools(server: MCPServer, listed: list[Any]) -> int:
+    """Record the listed tools: new ones created, known ones updated, missing ones made unavailable.
+
+    One query reads the server's tools; new ones are written in one, unchanged ones touched in one."""
     now = timezone.now()
-    seen = []
+    known = {tool.name: tool for tool in Tool.objects.filter(server=server)}
+    created: list[Tool] = []
+    unchanged: list[int] = []
     for item in listed:
         description = item.description or ""
         schema = item.input_schema or {"type": "object"}
         annotations = item.annotations.model_dump(by_alias=True, exclude_none=True) if item.annotations else {}
         digest = definition_hash(item.name, description, schema, annotations)
         qualified = f"{server.name}{QUALIFIER}{item.name}"
-        seen.append(item.name)
-        tool = Tool.objects.filter(server=server, name=item.name).first()
+        tool = known.get(item.name)
         if tool is None:
             reviewed = server.source == ServerSource.BUILTIN
-            Tool.objects.create(
-                server=server,
-                name=item.name,
-                qualified_name=qualified,
-                description=description,
-                input_schema=schema,
-                annotations=annotations,
-                definition_hash=digest,
-                reviewed_hash=digest if reviewed else "",
-                review_state=ReviewState.REVIEWED if reviewed else ReviewState.NEW,
-                available=True,
-                last_seen_at=now,
+            created.append(
+                Tool(
+                    server=server,
+                    name=item.name,
+                    qualified_name=qualified,
+                    description=description,
+                    input_schema=schema,
+                    annotations=annotations,
+                    definition_hash=digest,
+                    reviewed_hash=digest if reviewed else "",
+                    review_state=ReviewState.REVIEWED if reviewed else ReviewState.NEW,
+                    available=True,
+                    last_seen_at=now,
+                )
             )
             continue
         changed = tool.definition_hash != digest
+        if (
+            not changed
+            and tool.available
+            and (tool.description, tool.input_schema, tool.annotations)
+            == (
+                description,
+                schema,
+                annotations,
+            )
+        ):
+            unchanged.append(tool.pk)
+            continue
         if changed and server.source == ServerSource.BUILTIN:
             tool.review_state, tool.reviewed_hash = ReviewState.REVIEWED, digest  # Vigilus's own code changed
         elif changed and (tool.review_state == ReviewState.REVIEWED or _is_assigned(tool)):
@@ -242,8 +260,11 @@ def _upsert_tools(server: MCPServer, listed: list[Any]) -> int:
         tool.description, tool.input_schema, tool.annotations = description, schema, annotations
         tool.definition_hash, tool.available, tool.last_seen_at = digest, True, now
         tool.save()
-    Tool.objects.filter(server=server).exclude(name__in=seen).update(available=False)
-    return len(seen)
+    Tool.objects.bulk_create(created)
+    Tool.objects.filter(pk__in=unchanged).update(last_seen_at=now)
+    listed_names = [item.name for item in listed]
+    Tool.objects.filter(server=server).exclude(name__in=listed_names).update(available=False)
+    return len(listed_names)
 
 
 def discover_server(server: MCPServer) -> ServerReport:
