@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from operators.live import run_group
+from operators.live import add_watcher, remove_watcher, render_transcript, run_group
 from vigilus.consumers import CLOSE_UNAUTHENTICATED
+from vigilus.redaction import redact
 
 
 class RunConsumer(AsyncWebsocketConsumer):
@@ -14,13 +16,20 @@ class RunConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = run_group(int(self.scope["url_route"]["kwargs"]["run_id"]))
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await database_sync_to_async(add_watcher)(self.run_id)
         await self.accept()
+        # Steps taken while nobody watched were not pushed: start from the transcript as it stands.
+        html = await database_sync_to_async(render_transcript)(self.run_id)
+        if html is not None:
+            await self.send(text_data=redact(html))
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await database_sync_to_async(remove_watcher)(self.run_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page only listens."""

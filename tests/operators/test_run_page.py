@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from operators import agent
+from operators import agent, live
 from operators.models import Operator, Run
 from providers.services import create_provider
 from tests.fakes.llm import FakeLLMServer, text, tool_call
@@ -51,6 +51,21 @@ def test_each_step_is_pushed_to_the_run_page_socket(reader, open_socket, viewer_
     assert all('id="transcript"' in f and 'hx-swap-oob="true"' in f for f in frames)
     assert "shell__run_command" in frames[-1] and "It is Linux." in frames[-1] and "Completed" in frames[-1]
     assert other.receives_nothing()
+
+
+def test_nobody_watching_means_no_rendering_and_a_late_watcher_gets_the_whole_transcript(
+    reader, open_socket, viewer_user, monkeypatch
+) -> None:
+    run = queued_run(reader)
+    rendered: list[int] = []
+    render = live.render_transcript
+    monkeypatch.setattr(live, "render_transcript", lambda run_id: rendered.append(run_id) or render(run_id))
+    while agent.advance(run.pk, "test|1|x"):
+        pass
+    assert rendered == []  # four steps, nobody watching: nothing rendered, nothing sent
+    late = open_socket(viewer_user, path=f"/ws/runs/{run.pk}/")
+    snapshot = late.receive_text()
+    assert "It is Linux." in snapshot and "Completed" in snapshot and 'hx-swap-oob="true"' in snapshot
 
 
 def test_an_anonymous_socket_to_a_run_is_closed(reader, open_socket) -> None:
