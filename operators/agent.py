@@ -82,7 +82,12 @@ def advance(run_id: int, owner: str) -> bool:
             return False
         if run.status in (RunStatus.QUEUED, RunStatus.ROUTING):
             return _route(run)
-        call = run.tool_calls.exclude(status=CallStatus.DONE).order_by("step__number", "position").first()
+        call = (
+            run.tool_calls.exclude(status=CallStatus.DONE)
+            .select_related("step")
+            .order_by("step__number", "position")
+            .first()
+        )
         if call is not None:
             return _advance_call(run, call)
         return _call_model(run)
@@ -299,7 +304,7 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
         return True  # someone else moved it; look again
     from tools import gateway
 
-    step_text = Step.objects.filter(pk=call.step_id).values_list("text", flat=True).first() or ""
+    step_text = call.step.text if call.step_id else ""
     result = gateway.execute(
         call.tool,
         call.arguments,

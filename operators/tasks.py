@@ -1,6 +1,8 @@
-"""The agent loop on Celery: `advance_run` moves a run one step and enqueues the next."""
+"""The agent loop on Celery: `advance_run` moves a run step by step and hands it back to the queue."""
 
 from __future__ import annotations
+
+import time
 
 from celery import shared_task, signals
 
@@ -8,15 +10,23 @@ from operators import agent
 from operators.choices import RunStatus
 from operators.models import Run
 
+# Seconds one task keeps stepping a run before handing it back to the queue. Steps that follow each other
+# quickly (a fast model, read-only tools) then skip a broker round trip each; a slow step (a real model
+# answers in seconds) ends the slice at once, so no run holds a worker while others wait.
+STEP_SLICE = 0.5
+
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def advance_run(self: object, run_id: int) -> None:
-    """One step of a run; safe to repeat (everything it depends on is stored)."""
+    """Steps of a run, each stored before the next; safe to repeat (everything it depends on is stored)."""
     # The lease owner names this very task: two deliveries of advance_run for one run (a redelivery, a
     # resume at restart) never step it at once, even in two processes of the same worker.
     owner = agent.lease_owner(getattr(self.request, "hostname", None) or "worker", self.request.id or "")
-    if agent.advance(run_id, owner):
-        advance_run.delay(run_id)
+    slice_ends = time.monotonic() + STEP_SLICE
+    while agent.advance(run_id, owner):
+        if time.monotonic() >= slice_ends:
+            advance_run.delay(run_id)
+            return
 
 
 @signals.worker_ready.connect
