@@ -243,8 +243,11 @@ def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, 
         raise AuditWriteError(f"cannot serialise the audit entry for {event}: {exc}") from None
     using = DEFAULT_DB_ALIAS
     try:
-        if connections[using].vendor == "postgresql" and not connections[using].in_atomic_block:
-            entry = _append(using, columns)  # one statement in autocommit: atomic on its own
+        if connections[using].vendor == "postgresql":
+            # One statement: atomic on its own in autocommit. Inside the caller's transaction no savepoint
+            # (two more round trips): a failed append aborts that whole transaction, so nothing the caller
+            # did commits without its entry, which is what writing them together is for.
+            entry = _append(using, columns)
         else:
             with transaction.atomic(using=using):  # a savepoint inside the caller's transaction
                 entry = _append(using, columns)

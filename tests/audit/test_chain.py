@@ -111,6 +111,20 @@ def test_a_failed_outer_transaction_rolls_back_its_entry() -> None:
     assert verify_log().ok
 
 
+def test_an_entry_that_cannot_be_written_takes_the_work_of_its_transaction_with_it(monkeypatch) -> None:
+    from django.contrib.auth.models import Group
+
+    record("before")
+    monkeypatch.setattr(services, "_PG_APPEND", "SELECT * FROM no_such_table")  # the database refuses
+    monkeypatch.setattr(services, "_SQLITE_INSERT", "INSERT INTO no_such_table VALUES (%s)")
+    with pytest.raises(AuditWriteError), transaction.atomic():
+        Group.objects.create(name="made-with-the-entry")
+        record("inside")
+    monkeypatch.undo()
+    assert not Group.objects.filter(name="made-with-the-entry").exists()
+    assert list(AuditEntry.objects.values_list("event", flat=True)) == ["before"] and verify_log().ok
+
+
 def test_model_save_and_delete_of_an_existing_entry_are_refused() -> None:
     entry = record("x")
     entry.event = "y"
