@@ -29,8 +29,7 @@ from django.utils import timezone
 from audit.services import record
 from tools.errors import HostKeyChanged, HostKeyNotTrusted, InventoryError
 from tools.models import Credential, CredentialKind, DockerEndpoint, Server, WazuhInstance, tag_validator
-from tools.servers.common import display_url
-from vigilus.redaction import redact
+from vigilus.redaction import display_url, redact
 
 if TYPE_CHECKING:
     import paramiko

@@ -32,8 +32,8 @@ from tools.inventory_forms import (
     WazuhInstanceForm,
 )
 from tools.models import Credential, DockerEndpoint, ScanNetwork, Server, WazuhInstance, WireGuardClientConfig
-from tools.servers.common import display_url
 from vigilus.permissions import admin_required
+from vigilus.redaction import display_url
 from vigilus.services import is_admin
 
 CHECK_TIMEOUT = 5.0  # seconds: a page waits for a Docker or Wazuh test, so it must not hang

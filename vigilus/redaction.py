@@ -70,6 +70,11 @@ def redact(text: str) -> str:
     return text
 
 
+def display_url(url: str) -> str:
+    """The URL without a password in it (`scheme://user:password@host` is never shown)."""
+    return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", url)
+
+
 def redact_data(value: Any) -> Any:
     """`redact()` applied to every string inside nested dicts, lists and tuples (keys included)."""
     if isinstance(value, str):

@@ -144,11 +144,14 @@ def test_dashboard_checks_run_on_a_worker_and_show_their_outcome(
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)  # no open transaction holding SQLite's write lock
-def test_the_web_process_does_not_load_litellm() -> None:
+def test_the_web_process_does_not_load_litellm_or_the_infrastructure_libraries() -> None:
+    """litellm, paramiko, the Docker SDK and the MCP server SDK load only where a model is called, a
+    connection made or a server built: not in every web process through the URLconf, views and admin."""
     code = (
         "import django, sys; django.setup(); "
-        "import vigilus.asgi, vigilus.urls, providers.views, providers.forms, providers.admin, providers.client; "
-        "print('litellm' in sys.modules)"
+        "import vigilus.asgi, vigilus.urls, providers.views, providers.forms, providers.admin, providers.client, "
+        "tools.inventory_views, tools.admin, tools.inventory; "
+        "print(any(m in sys.modules for m in ('litellm', 'paramiko', 'docker', 'mcp.server')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,8 +104,3 @@ def capped_text(kept: bytes, dropped: int) -> str:
         separator = "" if not text or text.endswith("\n") else "\n"
         text += f"{separator}[output truncated: {dropped} bytes more]"
     return text
-
-
-def display_url(url: str) -> str:
-    """The URL without a password in it (`scheme://user:password@host` is never shown)."""
-    return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", url)

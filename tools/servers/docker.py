@@ -47,7 +47,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from tools.choices import Intent
-from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text, display_url
+from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text
+from vigilus.redaction import display_url
 
 logger = logging.getLogger("vigilus.tools.servers.docker")
 
