@@ -45,13 +45,14 @@ UNTRUSTED_NOTE = (
 # --- lease -------------------------------------------------------------------------------------
 
 
-def _take_lease(run_id: int, owner: str) -> bool:
+def take_lease(run_id: int, owner: str) -> bool:
+    """Hold the run for `owner` (a task): False when another holder is on it and will continue it."""
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
     return Run.objects.filter(free, pk=run_id).update(lease_owner=owner, lease_until=now + LEASE) == 1
 
 
-def _release_lease(run_id: int, owner: str) -> None:
+def release_lease(run_id: int, owner: str) -> None:
     Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_until=None)
 
 
@@ -70,9 +71,17 @@ def release_leases_of(hostname: str) -> list[int]:
 
 
 def advance(run_id: int, owner: str) -> bool:
-    """Move the run one step. True when it should be advanced again right away."""
-    if not _take_lease(run_id, owner):
+    """Move the run one step under a lease of its own. True when it should be advanced again right away."""
+    if not take_lease(run_id, owner):
         return False  # another worker is on it and will continue it
+    try:
+        return step(run_id)
+    finally:
+        release_lease(run_id, owner)
+
+
+def step(run_id: int) -> bool:
+    """One step of a run whose lease the caller holds. True when it should be advanced again right away."""
     try:
         run = Run.objects.select_related("operator__provider").filter(pk=run_id).first()
         if run is None or run.finished:
@@ -98,7 +107,6 @@ def advance(run_id: int, owner: str) -> bool:
             _finish(run, RunStatus.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
         return False
     finally:
-        _release_lease(run_id, owner)
         publish_run(run_id)  # once per step: the transcript as it now stands, to whoever watches
 
 

@@ -22,11 +22,19 @@ def advance_run(self: object, run_id: int) -> None:
     # The lease owner names this very task: two deliveries of advance_run for one run (a redelivery, a
     # resume at restart) never step it at once, even in two processes of the same worker.
     owner = agent.lease_owner(getattr(self.request, "hostname", None) or "worker", self.request.id or "")
+    if not agent.take_lease(run_id, owner):
+        return  # another task holds the run and will continue it
     slice_ends = time.monotonic() + STEP_SLICE
-    while agent.advance(run_id, owner):
-        if time.monotonic() >= slice_ends:
-            advance_run.delay(run_id)
-            return
+    again = False
+    try:
+        while True:  # one lease for the whole slice: no lease commits between its steps
+            again = agent.step(run_id)
+            if not again or time.monotonic() >= slice_ends:
+                break
+    finally:
+        agent.release_lease(run_id, owner)  # before the next task is sent, or it would find the run held
+    if again:
+        advance_run.delay(run_id)
 
 
 @signals.worker_ready.connect
