@@ -1,8 +1,10 @@
-"""Benchmark (not a test): resident memory of the web process (daphne) with and without the providers app.
+"""Benchmark (not a test): resident memory of the web process (daphne).
 
-Each variant is a real daphne serving Vigilus on a free port, warmed with requests to the login
-page, /healthz and (when present) the providers page; then its VmRSS / VmHWM are read from /proc.
-A third line shows what importing litellm would add, which the web process avoids.
+A real daphne serves Vigilus on a free port, warmed with requests to the login page, /healthz and
+the (redirecting) dashboard pages; then its VmRSS / VmHWM are read from /proc. The next lines show
+what importing litellm, paramiko, the Docker SDK or the MCP server SDK would add: the web process
+loads none of them (tests/providers/test_provider_views.py holds that). The earlier comparison
+with and without the providers app is gone: other apps (Settings, Operators) now need it.
 
     .venv/bin/python bench/web_memory.py
 """
@@ -67,9 +69,9 @@ def measure(label: str, settings_module: str, env: dict[str, str], paths: list[s
         proc.wait(10)
 
 
-def litellm_import_cost(env: dict[str, str]) -> tuple[int, float]:
+def import_cost(module: str, env: dict[str, str]) -> tuple[int, float]:
     code = (
-        "import time, resource; t = time.perf_counter(); import litellm; dt = time.perf_counter() - t; "
+        f"import time; t = time.perf_counter(); import {module}; dt = time.perf_counter() - t; "
         "rss = int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]); print(rss, dt)"
     )
     base = subprocess.run(
@@ -93,17 +95,13 @@ def main() -> None:
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
     env.pop("DATABASE_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    rows = [
-        measure("web without the providers app", "bench.settings_without_providers", env, ["/login/", "/healthz"]),
-        measure("web with the providers app", "vigilus.settings", env, ["/login/", "/healthz", "/providers/"]),
-    ]
-    print(f"{'variant':<34} {'VmRSS MiB':>10} {'peak MiB':>10}")
-    for label, rss, hwm in rows:
-        print(f"{label:<34} {rss / 1024:>10.1f} {hwm / 1024:>10.1f}")
-    delta = (rows[1][1] - rows[0][1]) / 1024
-    print(f"{'providers app adds':<34} {delta:>10.1f}")
-    cost, seconds = litellm_import_cost(env)
-    print(f"{'importing litellm would add':<34} {cost / 1024:>10.1f}  (and {seconds:.1f} s at import)")
+    paths = ["/login/", "/healthz", "/providers/", "/tools/", "/tools/inventory/", "/tasks/"]
+    label, rss, hwm = measure("web process (daphne)", "vigilus.settings", env, paths)
+    print(f"{'':<42} {'VmRSS MiB':>10} {'peak MiB':>10}")
+    print(f"{label:<42} {rss / 1024:>10.1f} {hwm / 1024:>10.1f}")
+    for module in ("litellm", "paramiko", "docker", "mcp.server.mcpserver"):
+        cost, seconds = import_cost(module, env)
+        print(f"{'importing ' + module + ' would add':<42} {cost / 1024:>10.1f}  (and {seconds:.2f} s at import)")
 
 
 if __name__ == "__main__":
