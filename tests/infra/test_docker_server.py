@@ -276,7 +276,11 @@ def test_a_container_through_its_whole_life(
             "image": docker_engine.image,
             "command": ["sh", "-c", LOOPING.format(marker=marker)],
             "name": name,
-            "env": {"DB_PASSWORD": "hunter2-very-secret", "MODE": "test"},
+            "env": {
+                "DB_PASSWORD": "hunter2-very-secret",
+                "DATABASE_URL": "postgres://app:url-secret-pw@db:5432/app",
+                "MODE": "test",
+            },
             "network_mode": "none",
             "labels": {"purpose": "vigilus-test"},
         },
@@ -291,7 +295,8 @@ def test_a_container_through_its_whole_life(
         details = inspected.structured_content
         assert details["running"] is True and details["labels"]["purpose"] == "vigilus-test"
         assert "DB_PASSWORD=<hidden>" in details["env"] and "MODE=test" in details["env"]
-        assert "hunter2-very-secret" not in text_of(inspected)
+        assert "DATABASE_URL=postgres://app:***@db:5432/app" in details["env"]
+        assert "hunter2-very-secret" not in text_of(inspected) and "url-secret-pw" not in text_of(inspected)
 
         time.sleep(0.3)
         assert marker in text_of(ok("container_logs", {"container": name, "tail": 50}))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from mcp_types import ToolAnnotations
 logger = logging.getLogger("vigilus.tools.servers")
 
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout, stderr or file text handed back to the model
+
+# Names of environment variables that hold secrets (API_KEY, DB_PASSWORD, GITHUB_TOKEN, AWS_SECRET...,
+# SENTRY_DSN): never handed to a command, never shown from a container's configuration.
+SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASS|CREDENTIAL|AUTH|PRIVATE|DSN", re.IGNORECASE)
 
 
 class Refused(ToolError):

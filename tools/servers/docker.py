@@ -47,7 +47,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from tools.choices import Intent
-from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text
+from tools.servers.common import OUTPUT_LIMIT, SECRET_NAME, Refused, add_tool, capped_text
 from vigilus.redaction import display_url
 
 logger = logging.getLogger("vigilus.tools.servers.docker")
@@ -62,7 +62,6 @@ COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
 COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 
 # Environment variables whose values are never shown (a container's env often holds its passwords).
-_SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASS|CREDENTIALS?|AUTH|PRIVATE)", re.IGNORECASE)
 # What the engine takes as a named volume; any other volume source is a path on the host.
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VOLUME_MODES = {"ro", "rw", "z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate", "nocopy"}
@@ -783,10 +782,11 @@ def _words(value: Any) -> list[str]:
 
 
 def _masked_env(item: str) -> str:
+    """`NAME=value` with a secret's value hidden, and a password inside a URL (DATABASE_URL) masked."""
     name, sep, value = item.partition("=")
-    if sep and value and _SECRET_NAME.search(name):
+    if sep and value and SECRET_NAME.search(name):
         return f"{name}=<hidden>"
-    return item
+    return f"{name}{sep}{display_url(value)}"
 
 
 def _published_ports(ports: dict[str, Any]) -> list[str]:

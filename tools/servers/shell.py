@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from tools.choices import Intent
 from tools.servers.common import (
     OUTPUT_LIMIT,
+    SECRET_NAME,
     CappedBuffer,
     Refused,
     add_tool,
@@ -42,11 +43,9 @@ MAX_TIMEOUT = 600.0
 KILL_GRACE = 5.0  # seconds to wait for killed processes to be reaped
 SHELL = "/bin/sh"
 
-# Never handed to commands: Vigilus's own configuration and anything that looks like a credential.
-_SECRET_ENV = re.compile(
-    r"^(VIGILUS_.*|DATABASE_URL|REDIS_URL|CELERY_.*|DJANGO_.*|.*(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)(_FILE)?)$",
-    re.IGNORECASE,
-)
+# Never handed to commands: Vigilus's own configuration, and (common.SECRET_NAME) anything that looks like a
+# credential.
+_VIGILUS_ENV = re.compile(r"^(VIGILUS_.*|DATABASE_URL|REDIS_URL|CELERY_.*|DJANGO_.*)$", re.IGNORECASE)
 
 
 class CommandResult(BaseModel):
@@ -190,7 +189,9 @@ def _refuse_protected_words(stages: Sequence[Sequence[str]], cwd: Path) -> None:
 
 def _command_environment() -> dict[str, str]:
     """The environment commands run with: Vigilus's own, minus its configuration and anything secret-looking."""
-    return {name: value for name, value in os.environ.items() if not _SECRET_ENV.match(name)}
+    return {
+        name: value for name, value in os.environ.items() if not (_VIGILUS_ENV.match(name) or SECRET_NAME.search(name))
+    }
 
 
 async def _run_stages(stages: list[list[str]], *, cwd: Path, env: dict[str, str], timeout: float) -> _Outcome:
