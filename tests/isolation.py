@@ -35,9 +35,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
 
 
 # Fixtures through which a test reaches the database (directly, or by a process that shares it).
-DATABASE_FIXTURES = frozenset(
-    {"db", "transactional_db", "django_db_setup", "live_server", "celery_worker", "database_url"}
-)
+DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_setup", "live_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,6 +10,10 @@ class InventoryError(Exception):
 class HostKeyChanged(InventoryError):
     """The host offered a different key from the pinned one: possibly a machine in the middle."""
 
+    def __init__(self, message: str, *, fingerprint: str) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint  # the key the host offers now
+
 
 class HostKeyNotTrusted(InventoryError):
     """No key is pinned yet: a person must confirm the fingerprint first."""

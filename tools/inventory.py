@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import logging
 import shlex
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
 # paramiko loads slowly (about 0.8 s): it is imported where a connection is made, so that the dashboard's
 # URLconf, which imports this module through the views, does not pay for it in every process.
 
-logger = logging.getLogger("vigilus.tools.inventory")
-
 
 def connect_timeout() -> float:
     """Seconds for TCP connect, SSH banner, key exchange and authentication (VIGILUS_SSH_CONNECT_TIMEOUT)."""
@@ -56,10 +53,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint, as `ssh-keygen -l` prints it."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def host_key_line(key: paramiko.PKey) -> str:
-    return f"{key.get_name()} {key.get_base64()}"
 
 
 def load_private_key(text: str, passphrase: str = "") -> paramiko.PKey:
@@ -217,7 +210,7 @@ def _pinned_key_policy(server: Server) -> paramiko.MissingHostKeyPolicy:
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
             offered = fingerprint(key)
             if server.host_key:
-                raise HostKeyChanged(_changed_message(server, offered))
+                raise HostKeyChanged(_changed_message(server, offered), fingerprint=offered)
             raise HostKeyNotTrusted(
                 f"{server.name}: the host key is not trusted yet; its fingerprint is {offered} ({key.get_name()}). "
                 "Check it on the machine (`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`) and confirm it in the "
@@ -285,7 +278,8 @@ def connect(server: Server, *, timeout: float | None = None, accept_key: str = "
         raise
     except paramiko.BadHostKeyException as exc:
         client.close()
-        raise HostKeyChanged(_changed_message(server, fingerprint(exc.key))) from None
+        offered = fingerprint(exc.key)
+        raise HostKeyChanged(_changed_message(server, offered), fingerprint=offered) from None
     except paramiko.AuthenticationException:
         client.close()
         raise InventoryError(
@@ -358,7 +352,6 @@ class ServerTest:
     os_id: str = ""
     os_name: str = ""
     duration_ms: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def test_server(
@@ -403,15 +396,13 @@ def _try_server(server: Server, *, trust_host_key: bool, expected_fingerprint: s
     try:
         client = connect(server)
     except HostKeyNotTrusted as exc:
-        if not trust_host_key or (expected_fingerprint and expected_fingerprint != exc.fingerprint):
-            if expected_fingerprint and expected_fingerprint != exc.fingerprint:
-                return ServerTest(
-                    False,
-                    f"{server.name}: the host now offers {exc.fingerprint}, not the {expected_fingerprint} you "
-                    "confirmed; nothing was pinned",
-                    fingerprint=exc.fingerprint,
-                    needs_trust=True,
-                )
+        if expected_fingerprint and expected_fingerprint != exc.fingerprint:
+            message = (
+                f"{server.name}: the host now offers {exc.fingerprint}, not the {expected_fingerprint} you "
+                "confirmed; nothing was pinned"
+            )
+            return ServerTest(False, message, fingerprint=exc.fingerprint, needs_trust=True)
+        if not trust_host_key:
             return ServerTest(False, str(exc), fingerprint=exc.fingerprint, needs_trust=True)
         accept_key = f"{exc.key_type} {exc.key_base64}"
         try:
@@ -420,7 +411,7 @@ def _try_server(server: Server, *, trust_host_key: bool, expected_fingerprint: s
             return ServerTest(False, str(again), fingerprint=exc.fingerprint)
         server.host_key, server.host_key_fingerprint = accept_key, exc.fingerprint
     except HostKeyChanged as exc:
-        return ServerTest(False, str(exc), key_changed=True)
+        return ServerTest(False, str(exc), fingerprint=exc.fingerprint, key_changed=True)
     except InventoryError as exc:
         return ServerTest(False, str(exc))
     import paramiko

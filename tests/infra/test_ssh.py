@@ -5,7 +5,7 @@ through the gateway (one grant for the host list) and through a whole run."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ def test_a_down_host_and_a_silent_host_fail_with_the_reason(farm) -> None:
     add(farm, None, "silent", port=farm.slow_port)
     with pytest.raises(CommandError, match="connection refused"):
         call_command("servers", "test", "down", "--trust-host-key")
-    with pytest.raises(CommandError, match=r"no answer|timed out|banner"):
+    with pytest.raises(CommandError, match=r"no SSH answer from 127\.0\.0\.1:\d+ within 2 s"):
         call_command("servers", "test", "silent", "--trust-host-key")
     assert Server.objects.get(name="down").last_error
 
@@ -181,7 +181,7 @@ def test_list_json_and_remove(farm, capsys) -> None:
     trusted(farm, ["a1"])
     capsys.readouterr()
     call_command("servers", "list", "--json")
-    (row,) = __import__("json").loads(capsys.readouterr().out)
+    (row,) = json.loads(capsys.readouterr().out)
     assert row["name"] == "a1" and row["host_key_fingerprint"] and "PRIVATE" not in str(row)
     call_command("servers", "remove", "a1")
     assert not Server.objects.exists() and not Credential.objects.exists()
@@ -363,4 +363,3 @@ def test_the_run_transcript_shows_progress_per_host(farm, celery_worker, admin_c
     assert sorted(line.split(":")[0] for line in tool_call_row.progress) == ["p1", "p2", "p3"]
     page = admin_client.get(f"/runs/{run.pk}/").content.decode()
     assert all(re.search(rf"<li>p{i}: exit 0", page) for i in (1, 2, 3)), page[:2000]
-    assert os.environ.get("SSH_CONNECTION") is None  # the tests themselves never ran over SSH

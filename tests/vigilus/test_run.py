@@ -59,7 +59,7 @@ def processes_of(data_dir: Path) -> list[int]:
 
 
 @pytest.fixture
-def database_url(django_db_blocker: object) -> Iterator[str | None]:
+def database_url(django_db_setup: None, django_db_blocker: object) -> Iterator[str | None]:
     """On the PostgreSQL pass, `make run` gets a database of its own on the same server."""
     with django_db_blocker.unblock():
         conf = dict(connection.settings_dict)
