@@ -6,8 +6,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +115,43 @@ def capped_text(kept: bytes, dropped: int) -> str:
         separator = "" if not text or text.endswith("\n") else "\n"
         text += f"{separator}[output truncated: {dropped} bytes more]"
     return text
+
+
+# --- Programs the servers run (nmap, wg, ip) ---------------------------------------------------------
+
+
+def program(name: str, package: str) -> str:
+    """The path of `name`; a ToolError naming the Debian package that provides it when it is not installed."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path is None:
+        raise ToolError(
+            f"{name} is not installed on the Vigilus host: install the Debian package `{package}` "
+            f"(apt-get install {package})"
+        )
+    return path
+
+
+def run_program(
+    argv: list[str], *, timeout: float, env: dict[str, str], stdin: bytes | None = None
+) -> tuple[bytes, bytes, int, float]:
+    """Run `argv` (no shell) in its own process group: stdout, stderr, exit status and seconds taken.
+
+    The whole group — a script's children too (wg-quick starts ip and wg) — is killed when the timeout
+    passes (then subprocess.TimeoutExpired is raised) or anything else interrupts the wait."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(input=stdin, timeout=timeout)
+    except BaseException:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return stdout, stderr, proc.returncode, time.monotonic() - started

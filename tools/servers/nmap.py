@@ -16,11 +16,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from contextlib import suppress
@@ -34,13 +31,12 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from tools.choices import Intent
-from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text, refuse_data_dir
+from tools.servers.common import OUTPUT_LIMIT, Refused, add_tool, capped_text, program, refuse_data_dir, run_program
 
 DEFAULT_TIMEOUT = 300.0
 MAX_TIMEOUT = 1800.0
 MAX_ADDRESSES = 65536  # a /16: more than any homelab scan needs, and a bound on how long a call can take
 MAX_TARGETS = 64
-NMAP_PACKAGE = "nmap"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -277,16 +273,6 @@ def check_output_file(output_file: str) -> Path:
     return resolved
 
 
-def nmap_program() -> str:
-    path = shutil.which("nmap")
-    if path is None:
-        raise ToolError(
-            "nmap is not installed on the Vigilus host: install the Debian package "
-            f"`{NMAP_PACKAGE}` (apt-get install {NMAP_PACKAGE})"
-        )
-    return path
-
-
 # --- Tools -------------------------------------------------------------------------------------------
 
 Targets = Annotated[
@@ -385,11 +371,11 @@ def _scan(
     timeout: float,
     output_file: Path | None = None,
 ) -> CallToolResult:
-    program = nmap_program()
+    nmap = program("nmap", "nmap")
     scanned = [
         str(network.network_address) if network.num_addresses == 1 else str(network) for network in checked.networks
     ]
-    argv = [program, "-oX", "-", *(["-6"] if checked.ipv6 else []), *options, "--", *scanned]
+    argv = [nmap, "-oX", "-", *(["-6"] if checked.ipv6 else []), *options, "--", *scanned]
     stdout, stderr, returncode, elapsed = _run(argv, timeout=timeout)
     if output_file is not None and output_file.suffix == ".xml":
         output_file.write_bytes(stdout)  # nmap writes the other formats itself
@@ -423,26 +409,13 @@ def _scan(
 def _run(argv: list[str], *, timeout: float) -> tuple[bytes, bytes, int, float]:
     """Run nmap in its own process group with a minimal environment; the whole group is killed on timeout."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C", "HOME": os.environ.get("HOME", "/root")}
-    started = time.monotonic()
-    proc = subprocess.Popen(  # argv list, no shell: every word was checked above
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
-    )
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        return run_program(argv, timeout=timeout, env=env)  # argv list, no shell: every word was checked above
     except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
         raise ToolError(
             f"nmap did not finish within {timeout:g}s and was stopped; scan fewer targets or ports, "
             "or raise the timeout"
         ) from None
-    except BaseException:
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    return stdout, stderr, proc.returncode, time.monotonic() - started
 
 
 def _host(element: ET.Element) -> HostResult:

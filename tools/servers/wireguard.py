@@ -40,7 +40,8 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from tools.choices import Intent
-from tools.servers.common import Refused, add_tool
+from tools.servers.common import Refused, add_tool, run_program
+from tools.servers.common import program as common_program
 from vigilus.redaction import redact, remember_secret
 
 COMMAND_TIMEOUT = 30.0
@@ -139,14 +140,7 @@ class InterfaceChange(BaseModel):
 
 def program(name: str) -> str:
     """The path of `name`; a `ToolError` naming the Debian package when it is not installed."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if path is None:
-        package = PACKAGES[name]
-        raise ToolError(
-            f"{name} is not installed on the Vigilus host: install the Debian package `{package}` "
-            f"(apt-get install {package})"
-        )
-    return path
+    return common_program(name, PACKAGES[name])
 
 
 def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -160,16 +154,17 @@ def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 def _execute(
     argv: Sequence[str], *, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `argv` (no shell) with a minimal environment; a `ToolError` when it does not finish in time."""
+    """Run `argv` (no shell) with a minimal environment; a `ToolError` when it does not finish in time (its
+    whole process group is then killed: wg-quick's children too)."""
     try:
-        return subprocess.run(
+        stdout, stderr, returncode, _seconds = run_program(
             list(argv),
-            input=stdin,
-            capture_output=True,
-            text=True,
             timeout=COMMAND_TIMEOUT,
             env=env or _environment(),
-            check=False,
+            stdin=stdin.encode() if stdin is not None else None,
+        )
+        return subprocess.CompletedProcess(
+            list(argv), returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
         )
     except subprocess.TimeoutExpired:
         raise ToolError(f"`{_shown(argv)}` did not finish within {COMMAND_TIMEOUT:g}s") from None
