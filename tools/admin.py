@@ -73,9 +73,32 @@ def _record_saved(event: str, request: Any, obj: Any, *, change: bool, target: s
     record(event, actor=request.user, target=target or str(obj), created=not change, via="admin")
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Saves and removals go through the inventory's audited services, as the dashboard's do."""
+
+    audit_event = ""  # "docker_endpoint": docker_endpoint.saved / docker_endpoint.removed
+    target_field = "name"
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        from tools.inventory import save_audited
+
+        save_audited(form, f"{self.audit_event}.saved", actor=request.user, target_field=self.target_field, via="admin")
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        from tools.inventory import delete_audited
+
+        target = str(getattr(obj, self.target_field))
+        delete_audited(obj, f"{self.audit_event}.removed", actor=request.user, target=target, via="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
 @admin.register(Credential)
-class CredentialAdmin(admin.ModelAdmin):
+class CredentialAdmin(AuditedAdmin):
     form = CredentialAdminForm
+    audit_event = "credential"
     list_display = ["name", "username", "kind", "used_by"]
     list_filter = ["kind"]
     search_fields = ["name", "username"]
@@ -104,15 +127,6 @@ class CredentialAdmin(admin.ModelAdmin):
             actor=request.user,
             instance=obj,
         )
-
-    def delete_model(self, request: HttpRequest, obj: Credential) -> None:
-        name = obj.name
-        super().delete_model(request, obj)
-        record("credential.removed", actor=request.user, target=name, via="admin")
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
 
 
 @admin.register(Server)
@@ -167,65 +181,28 @@ class ServerAdmin(admin.ModelAdmin):
 
 
 @admin.register(DockerEndpoint)
-class DockerEndpointAdmin(admin.ModelAdmin):
+class DockerEndpointAdmin(AuditedAdmin):
     form = DockerEndpointForm
     list_display = ["name", "url", "tls_verify", "is_default"]
     search_fields = ["name", "url"]
-
-    def save_model(self, request: HttpRequest, obj: DockerEndpoint, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if obj.is_default:
-            DockerEndpoint.objects.exclude(pk=obj.pk).filter(is_default=True).update(is_default=False)
-        _record_saved("docker_endpoint.saved", request, obj, change=change)
-
-    def delete_model(self, request: HttpRequest, obj: DockerEndpoint) -> None:
-        name = obj.name
-        super().delete_model(request, obj)
-        record("docker_endpoint.removed", actor=request.user, target=name, via="admin")
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+    audit_event = "docker_endpoint"
 
 
 @admin.register(WazuhInstance)
-class WazuhInstanceAdmin(admin.ModelAdmin):
+class WazuhInstanceAdmin(AuditedAdmin):
     form = WazuhInstanceForm
     list_display = ["name", "api_url", "username", "indexer_url", "verify_tls"]
     search_fields = ["name", "api_url"]
-
-    def save_model(self, request: HttpRequest, obj: WazuhInstance, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        _record_saved("wazuh.saved", request, obj, change=change)
-
-    def delete_model(self, request: HttpRequest, obj: WazuhInstance) -> None:
-        name = obj.name
-        super().delete_model(request, obj)
-        record("wazuh.removed", actor=request.user, target=name, via="admin")
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+    audit_event = "wazuh"
 
 
 @admin.register(ScanNetwork)
-class ScanNetworkAdmin(admin.ModelAdmin):
+class ScanNetworkAdmin(AuditedAdmin):
     form = ScanNetworkForm
     list_display = ["cidr", "description", "created_at"]
     search_fields = ["cidr", "description"]
-
-    def save_model(self, request: HttpRequest, obj: ScanNetwork, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        _record_saved("scan_network.saved", request, obj, change=change, target=obj.cidr)
-
-    def delete_model(self, request: HttpRequest, obj: ScanNetwork) -> None:
-        cidr = obj.cidr
-        super().delete_model(request, obj)
-        record("scan_network.removed", actor=request.user, target=cidr, via="admin")
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+    audit_event = "scan_network"
+    target_field = "cidr"
 
 
 @admin.register(WireGuardClientConfig)

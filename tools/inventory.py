@@ -504,10 +504,11 @@ def save_audited(form: ModelForm, event: str, *, actor: Any, target_field: str =
     return saved
 
 
-def delete_audited(instance: Model, event: str, *, actor: Any, target: str) -> None:
+def delete_audited(instance: Model, event: str, *, actor: Any, target: str, **details: Any) -> None:
+    """Delete and record `event` in one transaction."""
     with transaction.atomic():
         instance.delete()
-        record(event, actor=actor, target=target)
+        record(event, actor=actor, target=target, **details)
 
 
 # --- Connection checks for Docker and Wazuh ------------------------------------------------------------

@@ -516,3 +516,20 @@ def test_the_admin_forgets_a_pinned_key_and_never_shows_secrets(admin_client, tm
         html = page(admin_client, name, pk)
         for line in key_body(key):
             assert line not in html
+
+
+def test_admin_saves_and_removals_are_audited_like_the_dashboards(admin_client) -> None:
+    old = DockerEndpoint.objects.create(name="old", url="unix:///run/old.sock", is_default=True)
+    added = admin_client.post(
+        reverse("admin:tools_dockerendpoint_add"),
+        {"name": "lab", "url": "tcp://10.0.0.5:2376", "tls_verify": "on", "is_default": "on"},
+    )
+    assert added.status_code == 302, added.content.decode()[:2000]
+    assert DockerEndpoint.objects.get(name="lab").is_default and not DockerEndpoint.objects.get(pk=old.pk).is_default
+    (saved,) = events("docker_endpoint.saved")
+    assert saved.target == "lab" and saved.details == {"created": True, "via": "admin"}
+
+    network = ScanNetwork.objects.create(cidr="10.9.0.0/24")
+    removed = admin_client.post(reverse("admin:tools_scannetwork_delete", args=[network.pk]), {"post": "yes"})
+    assert removed.status_code == 302 and not ScanNetwork.objects.filter(pk=network.pk).exists()
+    assert [(e.target, e.details) for e in events("scan_network.removed")] == [("10.9.0.0/24", {"via": "admin"})]
