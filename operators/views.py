@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +14,7 @@ from operators.choices import RunStatus, TaskSource
 from operators.forms import OperatorForm, ScheduleForm, TaskForm, WebhookForm
 from operators.live import run_group
 from operators.models import Operator, Run, Schedule, Webhook
+from vigilus.forms import add_service_errors
 from vigilus.permissions import admin_required
 from vigilus.services import is_admin
 
@@ -101,13 +100,6 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("run-detail", pk=pk)
 
 
-def _add_errors(form: Any, error: ValidationError) -> None:
-    """A service's field-named errors shown on the form (on the field where the form has it)."""
-    for field, messages_ in error.message_dict.items():
-        for message in messages_:
-            form.add_error(field if field in form.fields else None, message)
-
-
 @admin_required
 def schedules(request: HttpRequest) -> HttpResponse:
     form = ScheduleForm(request.POST or None)
@@ -117,7 +109,7 @@ def schedules(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Added schedule {form.cleaned_data['name']}.")
             return redirect("schedules")
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
     context = {
         "form": form,
         "schedules": Schedule.objects.select_related("operator", "last_run"),
@@ -147,7 +139,7 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
             }
             form = WebhookForm()
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
     context = {"form": form, "webhooks": Webhook.objects.select_related("operator"), "created": created}
     return render(request, "operators/webhooks.html", context)
 

@@ -520,19 +520,27 @@ class CheckResult:
     message: str
 
 
-def check_docker_endpoint(endpoint: DockerEndpoint) -> CheckResult:
+def _record_check(event: str, result: CheckResult, *, actor: Any, target: str) -> CheckResult:
+    with transaction.atomic():
+        outcome = "succeeded" if result.ok else "failed"
+        record(event, actor=actor, target=target, outcome=outcome, error="" if result.ok else result.message)
+    return result
+
+
+def check_docker_endpoint(endpoint: DockerEndpoint, *, actor: Any = "system") -> CheckResult:
     """Ask the engine for its version, connecting as the docker server would (TLS files only for the check)."""
     from mcp.server.mcpserver.exceptions import ToolError
 
     from tools.servers.docker import engine_version
 
     try:
-        return CheckResult(True, f"{endpoint.name}: {engine_version(endpoint)}")
+        result = CheckResult(True, f"{endpoint.name}: {engine_version(endpoint)}")
     except ToolError as exc:
-        return CheckResult(False, f"{endpoint.name}: {redact(str(exc))}")
+        result = CheckResult(False, f"{endpoint.name}: {redact(str(exc))}")
+    return _record_check("docker_endpoint.tested", result, actor=actor, target=endpoint.name)
 
 
-def check_wazuh(instance: WazuhInstance) -> CheckResult:
+def check_wazuh(instance: WazuhInstance, *, actor: Any = "system") -> CheckResult:
     """Log in to the Wazuh server API as the wazuh server would; the password and token never show."""
     from mcp.server.mcpserver.exceptions import ToolError
 
@@ -541,13 +549,15 @@ def check_wazuh(instance: WazuhInstance) -> CheckResult:
     session = WazuhSession(instance)
     try:
         session.authenticate()
+        result = CheckResult(
+            True,
+            f"{instance.name}: logged in to the Wazuh API at {display_url(instance.api_url)} as {instance.username!r}",
+        )
     except ToolError as exc:
-        return CheckResult(False, f"{instance.name}: {redact(str(exc))}")
+        result = CheckResult(False, f"{instance.name}: {redact(str(exc))}")
     finally:
         session.close()
-    return CheckResult(
-        True, f"{instance.name}: logged in to the Wazuh API at {display_url(instance.api_url)} as {instance.username!r}"
-    )
+    return _record_check("wazuh.tested", result, actor=actor, target=instance.name)
 
 
 # --- Targets ------------------------------------------------------------------------------------------

@@ -9,18 +9,19 @@ the confirm carries that fingerprint back, so only the key the person saw can be
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Model, ProtectedError
+from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from audit.services import record
 from tools import inventory
 from tools.errors import InventoryError
 from tools.inventory_forms import (
@@ -31,6 +32,7 @@ from tools.inventory_forms import (
     WazuhInstanceForm,
 )
 from tools.models import Credential, DockerEndpoint, ScanNetwork, Server, WazuhInstance, WireGuardClientConfig
+from vigilus.forms import add_service_errors
 from vigilus.permissions import admin_required
 from vigilus.redaction import display_url
 from vigilus.services import is_admin
@@ -112,23 +114,12 @@ def server_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             else:
                 saved = inventory.update_server(server, data, actor=request.user)
         except (ValidationError, InventoryError) as exc:  # the services' refusals, meant for a person
-            _add_service_error(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved {saved.name}. Nothing was sent to it yet: use Test connection.")
             return redirect("servers")
     title = f"Edit server {server.name}" if server else "Add a server"
     return _form_page(request, form, title=title, kind="server", instance=server)
-
-
-def _add_service_error(form: Any, exc: ValidationError | InventoryError) -> None:
-    """Show a service's refusal on the form, next to the field it names when there is one."""
-    if isinstance(exc, InventoryError):
-        form.add_error(None, str(exc))
-    elif hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 @require_POST
@@ -220,7 +211,7 @@ def credential_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
                 instance=credential,
             )
         except (ValidationError, InventoryError) as exc:
-            _add_service_error(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved credential {saved.name}.")
             return redirect("servers")
@@ -248,61 +239,71 @@ def credential_remove(request: HttpRequest, pk: int) -> HttpResponse:
 # --- Docker endpoints, Wazuh instances, scan networks -------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One of the inventory's simple parts: its model and form, the audit event's stem, how to name a row."""
+
+    model: type[Model]
+    form_class: type[ModelForm]
+    event: str
+    noun: str
+    kind: str  # the form template's switch
+    target_field: str = "name"
+    details: Callable[[Any], dict[str, Any]] = lambda row: {}
+
+
+PARTS = {
+    "docker": _Part(
+        DockerEndpoint,
+        DockerEndpointForm,
+        "docker_endpoint",
+        "Docker endpoint",
+        "docker",
+        details=lambda row: {"url": display_url(row.url)},
+    ),
+    "wazuh": _Part(
+        WazuhInstance,
+        WazuhInstanceForm,
+        "wazuh",
+        "Wazuh instance",
+        "wazuh",
+        details=lambda row: {"url": display_url(row.api_url)},
+    ),
+    "network": _Part(ScanNetwork, ScanNetworkForm, "scan_network", "scan network", "network", target_field="cidr"),
+}
+
+
 @admin_required
-def docker_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    endpoint = get_object_or_404(DockerEndpoint, pk=pk) if pk else None
-    form = DockerEndpointForm(request.POST or None, instance=endpoint)
+def part_form(request: HttpRequest, part: str, pk: int | None = None) -> HttpResponse:
+    spec = PARTS[part]
+    row = get_object_or_404(spec.model, pk=pk) if pk else None
+    form = spec.form_class(request.POST or None, instance=row)
     if request.method == "POST" and form.is_valid():
         saved = inventory.save_audited(
-            form, "docker_endpoint.saved", actor=request.user, url=display_url(form.instance.url)
-        )
-        messages.success(request, f"Saved Docker endpoint {saved.name}.")
-        return redirect("servers")
-    title = f"Edit Docker endpoint {endpoint.name}" if endpoint else "Add a Docker endpoint"
-    return _form_page(request, form, title=title, kind="docker", instance=endpoint)
-
-
-@require_POST
-@admin_required
-def docker_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    endpoint = get_object_or_404(DockerEndpoint, pk=pk)
-    inventory.delete_audited(endpoint, "docker_endpoint.removed", actor=request.user, target=endpoint.name)
-    messages.success(request, f"Removed Docker endpoint {endpoint.name}.")
-    return redirect("servers")
-
-
-@admin_required
-def wazuh_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    instance = get_object_or_404(WazuhInstance, pk=pk) if pk else None
-    form = WazuhInstanceForm(request.POST or None, instance=instance)
-    if request.method == "POST" and form.is_valid():
-        saved = inventory.save_audited(form, "wazuh.saved", actor=request.user, url=display_url(form.instance.api_url))
-        messages.success(request, f"Saved Wazuh instance {saved.name}.")
-        return redirect("servers")
-    title = f"Edit Wazuh instance {instance.name}" if instance else "Add a Wazuh instance"
-    return _form_page(request, form, title=title, kind="wazuh", instance=instance)
-
-
-@require_POST
-@admin_required
-def wazuh_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    instance = get_object_or_404(WazuhInstance, pk=pk)
-    inventory.delete_audited(instance, "wazuh.removed", actor=request.user, target=instance.name)
-    messages.success(request, f"Removed Wazuh instance {instance.name}.")
-    return redirect("servers")
-
-
-def _check_response(
-    request: HttpRequest, result: inventory.CheckResult, *, event: str, target: str, element_id: str
-) -> HttpResponse:
-    with transaction.atomic():
-        record(
-            event,
+            form,
+            f"{spec.event}.saved",
             actor=request.user,
-            target=target,
-            outcome="succeeded" if result.ok else "failed",
-            error="" if result.ok else result.message,
+            target_field=spec.target_field,
+            **spec.details(form.instance),
         )
+        messages.success(request, f"Saved {spec.noun} {getattr(saved, spec.target_field)}.")
+        return redirect("servers")
+    title = f"Edit {spec.noun} {getattr(row, spec.target_field)}" if row else f"Add a {spec.noun}"
+    return _form_page(request, form, title=title, kind=spec.kind, instance=row)
+
+
+@require_POST
+@admin_required
+def part_remove(request: HttpRequest, part: str, pk: int) -> HttpResponse:
+    spec = PARTS[part]
+    row = get_object_or_404(spec.model, pk=pk)
+    target = str(getattr(row, spec.target_field))
+    inventory.delete_audited(row, f"{spec.event}.removed", actor=request.user, target=target)
+    messages.success(request, f"Removed {spec.noun} {target}.")
+    return redirect("servers")
+
+
+def _check_response(request: HttpRequest, result: inventory.CheckResult, *, element_id: str) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return render(
             request, "tools/inventory/partials/check_result.html", {"result": result, "element_id": element_id}
@@ -315,36 +316,13 @@ def _check_response(
 @admin_required
 def docker_test(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(DockerEndpoint, pk=pk)
-    result = inventory.check_docker_endpoint(endpoint)
-    return _check_response(
-        request, result, event="docker_endpoint.tested", target=endpoint.name, element_id=f"docker-test-{pk}"
-    )
+    result = inventory.check_docker_endpoint(endpoint, actor=request.user)
+    return _check_response(request, result, element_id=f"docker-test-{pk}")
 
 
 @require_POST
 @admin_required
 def wazuh_test(request: HttpRequest, pk: int) -> HttpResponse:
     instance = get_object_or_404(WazuhInstance, pk=pk)
-    result = inventory.check_wazuh(instance)
-    return _check_response(request, result, event="wazuh.tested", target=instance.name, element_id=f"wazuh-test-{pk}")
-
-
-@admin_required
-def network_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    network = get_object_or_404(ScanNetwork, pk=pk) if pk else None
-    form = ScanNetworkForm(request.POST or None, instance=network)
-    if request.method == "POST" and form.is_valid():
-        saved = inventory.save_audited(form, "scan_network.saved", actor=request.user, target_field="cidr")
-        messages.success(request, f"nmap may now scan {saved.cidr}.")
-        return redirect("servers")
-    title = f"Edit scan network {network.cidr}" if network else "Allow nmap to scan a network"
-    return _form_page(request, form, title=title, kind="network", instance=network)
-
-
-@require_POST
-@admin_required
-def network_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    network = get_object_or_404(ScanNetwork, pk=pk)
-    inventory.delete_audited(network, "scan_network.removed", actor=request.user, target=network.cidr)
-    messages.success(request, f"nmap may no longer scan {network.cidr}.")
-    return redirect("servers")
+    result = inventory.check_wazuh(instance, actor=request.user)
+    return _check_response(request, result, element_id=f"wazuh-test-{pk}")

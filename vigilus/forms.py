@@ -10,6 +10,18 @@ from vigilus.choices import Role
 from vigilus.models import SiteSettings
 
 
+def add_service_errors(form: forms.BaseForm, error: Exception) -> None:
+    """A service's refusal shown on the form: a ValidationError's messages next to the fields it names
+    (when the form has them), anything else (an InventoryError, say) as a message for the whole form."""
+    if not isinstance(error, ValidationError):
+        form.add_error(None, str(error))
+    elif hasattr(error, "error_dict"):
+        for field, messages in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, messages)
+    else:
+        form.add_error(None, error.messages)
+
+
 class ThrottledAuthenticationForm(AuthenticationForm):
     """The login form, refusing further attempts after too many failures."""
 
