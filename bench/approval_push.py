@@ -25,14 +25,12 @@ under the same prefix. Target: p95 <= 50 ms.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import queue
 import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from benchlib import percentile, quiet_console_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,10 +57,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def percentile(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def setup_environment() -> Path:
@@ -91,10 +87,7 @@ def setup_django() -> None:
     django.setup()
     # Audit records go to the configured logging; point console streams at /dev/null (as if piped to a
     # supervisor) so a terminal's speed is not measured.
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(devnull)
+    quiet_console_logging()
     # Celery's broker keys (queue lists, bindings) under this run's prefix too, so cleanup can find them.
     from django.conf import settings
 

@@ -16,13 +16,12 @@ a supervisor) so a terminal's speed is not measured. Target: gateway p50 <= 1.3x
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchlib import percentile, throwaway_vigilus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,28 +31,6 @@ WARMUP = 50
 TARGET = 1.3
 SERVER = ROOT / "tests" / "tools" / "mcp_servers" / "echo.py"
 ARGUMENTS = {"text": "uptime: 12 days, load average: 0.08, 0.05, 0.01"}
-
-
-def setup_django() -> None:
-    """A throwaway data directory with a migrated SQLite database."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "vigilus.settings"
-    os.environ["VIGILUS_DATA_DIR"] = tempfile.mkdtemp(prefix="vigilus-bench-")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(devnull)
-
-
-def percentile(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 def bench_gateway(n: int) -> list[float]:
@@ -100,7 +77,7 @@ def bench_raw(n: int) -> list[float]:
 
 
 def main() -> None:
-    setup_django()
+    throwaway_vigilus()
     raw = bench_raw(N)
     through_gateway = bench_gateway(N)
     from tools.mcp_client import pool

@@ -11,13 +11,13 @@ reused httpx.Client (connection kept alive) and once with a fresh httpx.post() p
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from benchlib import throwaway_vigilus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,21 +28,6 @@ MESSAGES = [
     {"role": "system", "content": "You are a homelab operator. Answer briefly."},
     {"role": "user", "content": "Is the nas container healthy?"},
 ]
-
-
-def setup_django() -> None:
-    """A throwaway data directory with a migrated SQLite database."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "vigilus.settings"
-    os.environ["VIGILUS_DATA_DIR"] = tempfile.mkdtemp(prefix="vigilus-bench-")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def measure(call: Callable[[], object], n: int) -> list[float]:
@@ -60,7 +45,7 @@ def p95(values: list[float]) -> float:
 
 
 def main() -> None:
-    setup_django()
+    throwaway_vigilus()
     import httpx
     from django.contrib.auth.models import User
 

@@ -26,7 +26,6 @@ The Celery queues of the bench's Redis database are purged before and after.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -41,6 +40,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchlib import percentile, quiet_console_logging
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -54,15 +55,6 @@ VENV_BIN = Path(sys.executable).parent
 
 def log(message: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * p / 100
-    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -110,10 +102,7 @@ def setup() -> tuple[Any, Any]:
     import django
 
     django.setup()
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    for handler in logging.getLogger().handlers:  # audit entries are logged at INFO; not to the terminal
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(devnull)
+    quiet_console_logging()  # audit entries are logged at INFO; not to the terminal
     from django.core.management import call_command
 
     from operators.models import Operator

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -50,6 +49,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchlib import percentile, throwaway_vigilus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -112,13 +113,6 @@ def log(message: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
-
-
 @dataclass
 class Row:
     tool: str
@@ -161,24 +155,6 @@ def require_programs() -> None:
         raise SystemExit(f"missing: {', '.join(missing)}; apt-get install --no-install-recommends openssh-server")
     if os.geteuid() != 0:
         raise SystemExit("run as root: the hosts are sshd processes, and the farm makes its own user")
-
-
-def setup_django() -> None:
-    """A throwaway data directory with a migrated SQLite database; console logging to /dev/null."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "vigilus.settings"
-    os.environ["VIGILUS_DATA_DIR"] = tempfile.mkdtemp(prefix="vigilus-bench-")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(devnull)
 
 
 def start_lab(work: Path) -> Lab:
@@ -473,7 +449,7 @@ def report(rows: list[Row]) -> None:
 
 def main() -> None:
     require_programs()
-    setup_django()
+    throwaway_vigilus()
     work = Path(tempfile.mkdtemp(prefix="vigilus-ssh-bench-"))
     from tests.infra import sshd
 
