@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
@@ -60,6 +61,10 @@ def add_tool(server: MCPServer, fn: Callable[..., Any], *, annotations: ToolAnno
                 return fn(*args, **kwargs)
             except OSError as exc:
                 raise ToolError(_describe_os_error(exc)) from exc
+            finally:
+                # The SDK runs sync tools on a pool of threads; as at the end of a request, the thread's
+                # database connection is closed once it is past CONN_MAX_AGE (or broken).
+                close_old_connections()
 
     server.add_tool(wrapper, name=fn.__name__, title=title, description=inspect.getdoc(fn), annotations=annotations)
 

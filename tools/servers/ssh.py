@@ -208,12 +208,18 @@ def _since(started: float) -> float:
 
 
 def _servers_for(target: str) -> list[Any]:
+    """The servers `target` names (run in a worker thread: its database connection is handled as
+    common.add_tool does for sync tools)."""
+    from django.db import close_old_connections
+
     from tools.inventory import InventoryError, resolve_targets
 
     try:
         return resolve_targets(target)
     except InventoryError as exc:
         raise ToolError(str(exc)) from None
+    finally:
+        close_old_connections()
 
 
 def command_to_send(command: str) -> tuple[str, Intent]:

@@ -309,17 +309,8 @@ def _error_detail(response: httpx.Response) -> str:
 
 @contextmanager
 def session_for(instance_name: str | None) -> Iterator[WazuhSession]:
-    """A session for the named (or only) instance. The row is read once; then this thread's database connection
-    is closed, because the SDK runs sync tools on a pool of worker threads and each would otherwise keep one
-    open between calls."""
-    from django.db import connection
-
-    try:
-        instance = resolve_instance(instance_name)
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()
-    session = WazuhSession(instance)
+    """A session for the named (or only) instance (its row read once)."""
+    session = WazuhSession(resolve_instance(instance_name))
     try:
         yield session
     finally:
