@@ -7,6 +7,10 @@ VIGILUS_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres), in
   transaction (one commit) per entry, then 20 entries per transaction;
 - plain: `Model.objects.create()` of the same columns into a bench-only table of the same shape
   (same column types and indexes, no chain, no triggers), with the same transaction sizes;
+- the log's throughput under concurrent writers, as Vigilus runs it (two Celery workers and the web
+  process append at once): WRITERS processes, each with its own connection, appending one commit per
+  entry at the same time; wall time from the start signal until the last one finishes. The chain stays
+  one chain (the head lock serialises the appends; the bench verifies it afterwards);
 - verify: `audit.services.verify_log()` over a valid chain of V entries (written in bulk), and the
   figure extrapolated to a million entries.
 
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BATCH = 20
+WRITERS = (2, 4)
 POSTGRES = os.environ.get("VIGILUS_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
@@ -69,16 +75,15 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds else float("inf")
 
 
-def appends(n: int) -> dict[str, float]:
-    from django.db import connection, transaction
+@lru_cache(maxsize=1)
+def _inserts() -> dict[str, Any]:
+    """The two ways of writing an entry being compared (and the plain table's model)."""
     from django.utils import timezone
 
     from audit.chain import GENESIS
     from audit.services import _columns, record
 
     plain = plain_model()
-    with connection.schema_editor() as editor:
-        editor.create_model(plain)
 
     def plain_insert(i: int) -> None:
         row = fields(i)
@@ -88,6 +93,15 @@ def appends(n: int) -> dict[str, float]:
     def chain_insert(i: int) -> None:
         record("tool_call.decision", **fields(i))
 
+    return {"chain": chain_insert, "plain": plain_insert, "model": plain}
+
+
+def appends(n: int) -> dict[str, float]:
+    from django.db import connection, transaction
+
+    with connection.schema_editor() as editor:
+        editor.create_model(_inserts()["model"])
+    chain_insert, plain_insert = _inserts()["chain"], _inserts()["plain"]
     results = {}
     offset = 0
     for label, insert in (("chain", chain_insert), ("plain", plain_insert)):
@@ -102,6 +116,53 @@ def appends(n: int) -> dict[str, float]:
                     insert(i)
         results[f"{label}_batch_{BATCH}"] = rate(n, time.perf_counter() - started)
         offset += 2 * n if label == "plain" else 0
+    return results
+
+
+def _concurrent_writer(label: str, n: int, first: int, ready: Any, start: Any, done: Any) -> None:
+    """One forked writer: its own connection, n appends of one commit each once everyone is ready."""
+    from django.db import connections
+
+    connections.close_all()  # never share the parent's socket
+    insert = _inserts()[label]
+    insert(first)  # connect and warm up outside the measured time
+    ready.release()
+    start.wait()
+    for i in range(first + 1, first + 1 + n):
+        insert(i)
+    connections.close_all()
+    done.release()
+
+
+def concurrent(n: int, writers: int, offset: int) -> dict[str, float]:
+    """Aggregate appends/s of `writers` processes appending at once, chain and plain."""
+    import multiprocessing
+
+    from django.db import connections
+
+    context = multiprocessing.get_context("fork")
+    results = {}
+    for label in ("chain", "plain"):
+        connections.close_all()
+        ready, done, start = context.Semaphore(0), context.Semaphore(0), context.Event()
+        each = n // writers
+        processes = [
+            context.Process(target=_concurrent_writer, args=(label, each, offset + w * (each + 1), ready, start, done))
+            for w in range(writers)
+        ]
+        for process in processes:
+            process.start()
+        for _ in processes:
+            ready.acquire()
+        started = time.perf_counter()
+        start.set()
+        for _ in processes:
+            done.acquire()
+        results[f"{label}_writers_{writers}"] = rate(each * writers, time.perf_counter() - started)
+        for process in processes:
+            process.join()
+            if process.exitcode:
+                raise SystemExit(f"a {label} writer failed with exit code {process.exitcode}")
     return results
 
 
@@ -166,6 +227,10 @@ def child(vendor: str, n: int, v: int) -> dict[str, Any]:
         ),
     }
     result.update(appends(n))
+    offset = 10 * n  # plain sequences after appends()' (the chain numbers its own)
+    for writers in WRITERS:
+        result.update(concurrent(n, writers, offset))
+        offset += n + writers
     existing = AuditEntry.objects.count()
     build_chain(v - existing)
     report = verify_log()
@@ -223,6 +288,14 @@ def main(argv: list[str]) -> None:
         ("plain insert, commit each  /s", "plain_commit_each"),
         (f"chain append, {BATCH} per txn  /s", f"chain_batch_{BATCH}"),
         (f"plain insert, {BATCH} per txn  /s", f"plain_batch_{BATCH}"),
+        *(
+            row
+            for w in WRITERS
+            for row in (
+                (f"chain append, {w} writers  /s", f"chain_writers_{w}"),
+                (f"plain insert, {w} writers  /s", f"plain_writers_{w}"),
+            )
+        ),
         ("verify entries/s", "verify_rate"),
     ]
     for label, key in rows:
