@@ -179,9 +179,10 @@ def in_process(n_steps: int, runs: int) -> dict[str, Any]:
 
         def one(tag: str) -> int:
             run = submit_task(f"#{tag} tool-steps={n_steps}")
+            again = agent.Next.MODEL
             while True:
                 started = time.perf_counter()
-                again = agent.advance(run.pk, "bench-in-process")
+                again = agent.advance(run.pk, "bench-in-process", expect=again)  # as advance_run does
                 timings.append((time.perf_counter() - started) * 1000)
                 if not again:
                     return run.pk

@@ -7,6 +7,7 @@ The boundary is this code's, never the model's: no prompt can change what it dec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,9 @@ def authorize(
     run: Any = None,
     reason: str = "",
     requested_by: Any = None,
-    force_strict: bool = False,
+    force_strict: bool | Callable[[], bool] = False,
 ) -> Decision:
+    """`force_strict` may be a callable: it is asked only when a request is raised (never for read)."""
     from jit import services
 
     intent = Intent(intent)
@@ -52,6 +54,8 @@ def authorize(
     grant = services.find_live_grant(operator=operator, tool=qualified, intent=intent, target=target, digest=digest)
     if grant is not None:
         return Decision(True, "approved", f"covered by grant #{grant.pk}", grant_id=grant.pk)
+    if callable(force_strict):
+        force_strict = force_strict()
     request = services.request_access(
         operator=operator,
         run_id=run_id,

@@ -10,6 +10,7 @@ decision (approve, deny, expiry) enqueues `advance_run` again.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import logging
@@ -70,44 +71,96 @@ def release_leases_of(hostname: str) -> list[int]:
 # --- stepping ----------------------------------------------------------------------------------
 
 
-def advance(run_id: int, owner: str) -> bool:
+class Next(enum.IntEnum):
+    """What a step leaves to do: nothing now (false), ask the model, or advance a tool call."""
+
+    STOP = 0
+    MODEL = 1
+    CALL = 2
+
+
+def advance(run_id: int, owner: str, expect: Next = Next.MODEL) -> Next:
     """Move the run one step under a lease of its own. True when it should be advanced again right away."""
     if not take_lease(run_id, owner):
-        return False  # another worker is on it and will continue it
+        return Next.STOP  # another worker is on it and will continue it
     try:
-        return step(run_id)
+        return step(run_id, expect)
     finally:
         release_lease(run_id, owner)
 
 
-def step(run_id: int) -> bool:
-    """One step of a run whose lease the caller holds. True when it should be advanced again right away."""
+def step(run_id: int, expect: Next = Next.MODEL) -> Next:
+    """One step of a run whose lease the caller holds; what it returns may be passed back as `expect` (a hint
+    that saves a query: the run is read with its next call). True when it should be advanced again right away."""
     try:
-        run = Run.objects.select_related("operator__provider").filter(pk=run_id).first()
+        call = _first_open_call(run_id) if expect == Next.CALL else None
+        run = call.run if call is not None else _run(run_id)
         if run is None or run.finished:
-            return False
+            return Next.STOP
         if run.cancel_requested:
             _finish(run, RunStatus.CANCELLED, error="cancelled by a person")
-            return False
+            return Next.STOP
         if run.status in (RunStatus.QUEUED, RunStatus.ROUTING):
-            return _route(run)
-        call = (
-            run.tool_calls.exclude(status=CallStatus.DONE)
-            .select_related("step")
-            .order_by("step__number", "position")
-            .first()
-        )
-        if call is not None:
-            return _advance_call(run, call)
-        return _call_model(run)
+            again = _route(run)
+        else:
+            call = call or _next_call(run)
+            again = _advance_call(run, call) if call is not None else _call_model(run)
+        if not again:
+            return Next.STOP
+        return Next.CALL if _open_calls(run.messages) > 0 else Next.MODEL
     except Exception as exc:  # a bug must end the run visibly, never leave it spinning
         logger.exception("run %s failed", run_id)
         run = Run.objects.filter(pk=run_id).first()
         if run is not None and not run.finished:
             _finish(run, RunStatus.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-        return False
+        return Next.STOP
     finally:
         publish_run(run_id)  # once per step: the transcript as it now stands, to whoever watches
+
+
+def _run(run_id: int) -> Run | None:
+    return Run.objects.select_related("operator__provider").filter(pk=run_id).first()
+
+
+def _open_calls(messages: list[dict[str, Any]]) -> int:
+    """How many of the last model message's tool calls have no result yet. A call's row and its message are
+    written in one transaction, and so are its result and its `done`: the stored messages say it exactly."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") == "assistant":
+            return len(message.get("tool_calls") or ()) - (len(messages) - 1 - index)
+    return 0
+
+
+def _open_call_query(**filters: Any) -> Any:
+    return (
+        ToolCall.objects.filter(**filters)
+        .exclude(status=CallStatus.DONE)
+        .select_related("step")
+        .order_by("step__number", "position")
+    )
+
+
+def _next_call(run: Run) -> ToolCall | None:
+    """The first call of the run not done yet; no query when the messages show there is none."""
+    if _open_calls(run.messages) <= 0:
+        return None
+    return _open_call_query(run=run).first()
+
+
+def _first_open_call(run_id: int) -> ToolCall | None:
+    """The first call of the run not done yet, read with its run in one query."""
+    return _open_call_query(run_id=run_id).select_related("run__operator__provider").first()
+
+
+def _repeats(messages: list[dict[str, Any]], name: str, arguments: dict[str, Any]) -> int:
+    """How often the model has asked for this exact call in the run, counted in its stored messages."""
+    return sum(
+        1
+        for message in messages
+        for call in message.get("tool_calls") or ()
+        if call["function"]["name"] == name and json.loads(call["function"]["arguments"]) == arguments
+    )
 
 
 def _save(run: Run, **fields: Any) -> None:
@@ -240,7 +293,7 @@ def _call_model(run: Run) -> bool:
         _finish(run, RunStatus.COMPLETED, answer=completion.text)
         return False
     for call in completion.tool_calls:
-        repeats = ToolCall.objects.filter(run=run, tool=call.name, arguments=call.arguments).count()
+        repeats = _repeats(run.messages, call.name, call.arguments)
         if repeats >= LOOP_REPEATS:
             _finish(
                 run,
@@ -320,7 +373,7 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
         run=run,
         reason=step_text,
         actor=run.operator_name,
-        force_strict=_hold_strict(run),
+        force_strict=functools.partial(_hold_strict, run),
         progress=functools.partial(_record_progress, run.pk, call.pk),
     )
     if result.decision == "pending":

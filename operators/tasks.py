@@ -25,10 +25,10 @@ def advance_run(self: object, run_id: int) -> None:
     if not agent.take_lease(run_id, owner):
         return  # another task holds the run and will continue it
     slice_ends = time.monotonic() + STEP_SLICE
-    again = False
+    again = agent.Next.MODEL
     try:
         while True:  # one lease for the whole slice: no lease commits between its steps
-            again = agent.step(run_id)
+            again = agent.step(run_id, expect=again)
             if not again or time.monotonic() >= slice_ends:
                 break
     finally:

@@ -191,7 +191,7 @@ def parse_arguments(raw: str | dict) -> tuple[dict[str, Any], str | None]:
 def cost_of(response: Any) -> float | None:
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost")
-    if cost is None:
+    if cost is None and "response_cost" not in hidden:  # litellm priced it already (None: it has no price)
         try:
             cost = litellm().completion_cost(completion_response=response)
         except Exception:

@@ -122,12 +122,13 @@ def execute(
     reason: str = "",
     actor: str = "system",
     timeout: float = DEFAULT_TIMEOUT,
-    force_strict: bool = False,
+    force_strict: bool | Callable[[], bool] = False,
     progress: Callable[[float, float | None, str | None], None] | None = None,
 ) -> ToolResult:
     """Run one tool call through every check. Returns the result for the model; never raises for the call.
 
-    `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content).
+    `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content);
+    a callable is asked only when the call needs a grant.
     `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
     """
     tool = Tool.objects.select_related("server").filter(qualified_name=qualified_name).first()
