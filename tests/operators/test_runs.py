@@ -18,7 +18,7 @@ from operators.models import Operator, Run
 from operators.services import run_json, submit_task
 from providers.services import create_provider
 from tests.conftest import wait_for
-from tests.fakes.llm import FakeLLMServer, text, tool_call
+from tests.fakes.llm import FakeLLMServer, ToolCall, text, tool_call, tool_calls
 from tools.models import Tool
 from tools.services import discover_all
 from vigilus.services import update_site_settings
@@ -83,6 +83,29 @@ def test_a_strict_write_parks_without_a_worker_and_resumes_on_approval(operator,
     run = settle(run, RunStatus.finished())
     assert run.status == RunStatus.COMPLETED and canary.exists()
     assert run_json(run)["tool_calls"][0]["decision"] == "approved"
+
+
+def test_several_calls_in_one_turn_run_in_order_and_a_parked_one_holds_the_rest(operator, model, admin_user, tmp_path):
+    canary = tmp_path / "second"
+    model.script(
+        tool_calls(
+            ToolCall(SHELL, {"command": "echo first"}, id="c1"),
+            ToolCall(SHELL, {"command": f"touch {canary}"}, id="c2"),
+            ToolCall(SHELL, {"command": f"ls {tmp_path}"}, id="c3"),
+        ),
+        text("all three done"),
+    )
+    run = settle(submit_task("three things", operator=operator()))
+    assert run.status == RunStatus.AWAITING_APPROVAL and not canary.exists()
+    assert [c["decision"] for c in run_json(run)["tool_calls"]] == ["allowed", "pending", ""]
+    assert len(model.chat_requests) == 1  # the model is not asked again while a call of its turn is open
+    jit.approve(run_json(run)["tool_calls"][1]["access_request"], actor=admin_user)
+    run = settle(run, RunStatus.finished())
+    assert run.status == RunStatus.COMPLETED and run.answer == "all three done" and canary.exists()
+    assert [c["decision"] for c in run_json(run)["tool_calls"]] == ["allowed", "approved", "allowed"]
+    (second_request,) = model.chat_requests[1:]
+    answered = [m["tool_call_id"] for m in second_request.body["messages"] if m["role"] == "tool"]
+    assert answered == ["c1", "c2", "c3"] and "second" in tool_messages(model)[2]  # c3 ran after c2
 
 
 def test_a_denial_reaches_the_model_as_the_tool_result(operator, model, admin_user, tmp_path) -> None:
