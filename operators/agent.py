@@ -119,7 +119,10 @@ def step(run_id: int, expect: Next = Next.MODEL) -> Next:
 
 
 def _run(run_id: int) -> Run | None:
-    return Run.objects.select_related("operator__provider").filter(pk=run_id).first()
+    try:
+        return Run.objects.select_related("operator__provider").get(pk=run_id)
+    except Run.DoesNotExist:
+        return None
 
 
 def _open_calls(messages: list[dict[str, Any]]) -> int:
@@ -213,12 +216,14 @@ def tool_schemas(run: Run) -> list[dict[str, Any]]:
         {
             "type": "function",
             "function": {
-                "name": tool.qualified_name,
-                "description": tool.description[:1024],
-                "parameters": tool.input_schema or {"type": "object", "properties": {}},
+                "name": name,
+                "description": description[:1024],
+                "parameters": schema or {"type": "object", "properties": {}},
             },
         }
-        for tool in run.operator.tools.assignable().select_related("server")
+        for name, description, schema in run.operator.tools.assignable().values_list(
+            "qualified_name", "description", "input_schema"
+        )
     ]
 
 
