@@ -31,6 +31,11 @@ logger = logging.getLogger("vigilus.tools.mcp")
 T = TypeVar("T")
 CONNECT_TIMEOUT = 30.0
 LIST_TIMEOUT = 30.0
+# A session idle this long is checked before a tool call (it is asked for its tool list, which runs
+# nothing): a server that died meanwhile (the OOM killer overnight, a restarted container) is started
+# afresh first, instead of failing the call. A failed call itself is never retried.
+IDLE_PING_AFTER = 30.0
+PING_TIMEOUT = 5.0
 
 
 class MCPClientError(Exception):
@@ -97,6 +102,7 @@ class _Session:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     dead: bool = False
+    last_used: float = 0.0  # the loop's clock at the end of the last request
 
     async def run(self) -> None:
         """The owner task: enter the client, publish it, hold it open until told to stop."""
@@ -165,6 +171,8 @@ class MCPClientPool:
         if session is None:
             session = _Session(spec)
             session.ready = self._loop.create_future()
+            # A handshake that fails after its caller gave up (timed out, closed) has nobody to read it.
+            session.ready.add_done_callback(lambda ready: ready.cancelled() or ready.exception())
             session.task = self._loop.create_task(session.run(), name=f"mcp:{spec.name}")
             self._sessions[spec.name] = session
         try:
@@ -202,12 +210,32 @@ class MCPClientPool:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _alive(self, spec: ServerSpec) -> _Session:
+        """The session, checked first when it has been idle long; a server that does not answer is restarted."""
+        session = await self._session(spec)
+        idle = self._loop.time() - session.last_used
+        if spec.transport == Transport.BUILTIN or not session.last_used or idle < IDLE_PING_AFTER:
+            return session
+        try:
+            with anyio.fail_after(PING_TIMEOUT):
+                await session.client.list_tools(cache_mode="bypass")  # ping is gone from the protocol (2026-07-28)
+        except Exception as exc:  # any failure here means the session is gone
+            logger.warning(
+                "MCP server %s: idle %.0f s and not answering (%s); restarting it", spec.name, idle, _describe(exc)
+            )
+            await self._close(spec.name)
+            session = await self._session(spec)
+        session.last_used = self._loop.time()
+        return session
+
     async def _call(self, spec: ServerSpec, method: str, timeout: float, **kwargs: Any) -> Any:
         for attempt in (1, 2):
-            session = await self._session(spec)
+            session = await (self._alive(spec) if method == "call_tool" else self._session(spec))
             try:
                 with anyio.fail_after(timeout):
-                    return await getattr(session.client, method)(**kwargs)
+                    result = await getattr(session.client, method)(**kwargs)
+                session.last_used = self._loop.time()
+                return result
             except TimeoutError:
                 self._close_soon(spec.name)  # a hung server is restarted on the next call
                 raise MCPTimeout(f"{spec.name}: no answer within {timeout:g} s; the server will be restarted") from None

@@ -143,14 +143,32 @@ def test_a_server_that_never_speaks_mcp_is_unreachable_within_the_connect_timeou
     assert elapsed < 2 + SLACK + 1, f"a 2 s connect timeout held discovery for {elapsed:.1f} s"
 
 
-def test_a_server_killed_while_idle_is_restarted_by_the_next_call(tmp_path):
-    """The call that finds the server dead fails with a clear error and is not retried (the pool cannot tell a
-    server that died before the request from one the request killed, and a call must never run twice); the
-    server is started afresh for the next call."""
+def test_a_server_killed_while_idle_is_found_dead_and_restarted_before_the_next_call(tmp_path, monkeypatch):
+    """The OOM killer overnight: the next call checks the idle session (a tool listing, which runs nothing), finds
+    it dead, starts the server afresh and succeeds. A healthy idle server is checked and kept."""
+    monkeypatch.setattr(mcp_client, "IDLE_PING_AFTER", 0.2)
     counter = tmp_path / "starts"
     register("victim", "echo", "--starts", str(counter))
     first = gateway.execute("victim__pid", {}, timeout=5)
-    os.kill(int(first.content), 9)  # the OOM killer, overnight
+    time.sleep(0.4)
+    kept = gateway.execute("victim__pid", {}, timeout=5)
+    os.kill(int(first.content), 9)
+    time.sleep(0.4)
+
+    recovered = gateway.execute("victim__pid", {}, timeout=5)
+
+    assert kept.ok and kept.content == first.content
+    assert recovered.ok and recovered.content != first.content
+    assert len(starts(counter)) == 2
+
+
+def test_a_server_that_dies_between_quick_calls_fails_one_call_and_it_is_not_retried(tmp_path):
+    """Within the idle window there is no ping: the pool cannot tell a server that died before the request from
+    one the request killed, and a call must never run twice. The call fails clearly; the next one restarts it."""
+    counter = tmp_path / "starts"
+    register("victim", "echo", "--starts", str(counter))
+    first = gateway.execute("victim__pid", {}, timeout=5)
+    os.kill(int(first.content), 9)
     time.sleep(0.3)
 
     failed, recovered = (gateway.execute("victim__pid", {}, timeout=5) for _ in range(2))
