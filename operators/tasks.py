@@ -7,7 +7,6 @@ import time
 from celery import shared_task, signals
 
 from operators import agent
-from operators.choices import RunStatus
 from operators.models import Run
 
 # Seconds one task keeps stepping a run before handing it back to the queue. Steps that follow each other
@@ -43,10 +42,15 @@ def resume_runs(sender: object = None, **kwargs: object) -> None:
     hostname = getattr(sender, "hostname", None)
     if hostname:
         agent.release_leases_of(hostname)
-    moving = Run.objects.filter(
-        status__in=[RunStatus.QUEUED, RunStatus.ROUTING, RunStatus.RUNNING], lease_owner=""
-    ).values_list("pk", flat=True)
-    for run_id in moving:
+    agent.release_expired_leases()
+    for run_id in Run.objects.filter(status__in=agent.MOVING, lease_owner="").values_list("pk", flat=True):
+        advance_run.delay(run_id)
+
+
+@shared_task(ignore_result=True)
+def resume_stalled_runs() -> None:
+    """Beat's sweep: a run whose worker died and never came back under its name goes on once its lease ran out."""
+    for run_id in agent.release_expired_leases():
         advance_run.delay(run_id)
 
 

@@ -186,6 +186,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "expire-access-requests": {"task": "jit.tasks.expire_requests", "schedule": 60.0},
     "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": 3600.0},
+    "resume-stalled-runs": {"task": "operators.tasks.resume_stalled_runs", "schedule": 300.0},
 }
 # Every queue the project uses. A worker started without -Q consumes all of them, so the
 # Procfile's worker line never needs to repeat this list.

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import transaction
 from django.utils import timezone
 
 from jit import services as jit
@@ -174,6 +175,30 @@ def test_routing_with_several_operators_asks_the_orchestrator(operator, model, a
     model.script(tool_call("route_to_operator", {"operator": "reader", "reason": "it only reads"}), text("read it"))
     run = settle(submit_task("read the logs", source=TaskSource.COMMAND), RunStatus.finished())
     assert (run.status, run.operator_name, run.routing_reason) == (RunStatus.COMPLETED, "reader", "it only reads")
+
+
+def test_a_run_whose_worker_never_came_back_goes_on_once_its_lease_ran_out(operator, model, monkeypatch) -> None:
+    """Its worker died and came back under another name (a recreated container): beat's sweep voids the lease
+    that ran out and the run goes on; a run whose lease is still live is left to its holder."""
+    from operators.tasks import advance_run, resume_stalled_runs
+
+    model.script(text("picked up"))
+    fixer, other = operator(ceiling="read_only"), operator(name="other", ceiling="read_only")
+    past, future = timezone.now() - timedelta(seconds=1), timezone.now() + timedelta(minutes=5)
+    # Leased from the moment they exist: the worker's own start-up resume never sees them unleased.
+    with monkeypatch.context() as patch, transaction.atomic():
+        patch.setattr(advance_run, "delay", lambda run_id: None)  # the dead worker's message is lost
+        stalled = submit_task("what is up?", operator=fixer)
+        held = submit_task("and now?", operator=other)
+        Run.objects.filter(pk=stalled.pk).update(lease_owner="gone@old|1|t", lease_until=past)
+        Run.objects.filter(pk=held.pk).update(lease_owner="alive@host|1|t", lease_until=future)
+
+    resume_stalled_runs()
+
+    stalled = settle(stalled, RunStatus.finished())
+    assert (stalled.status, stalled.answer) == (RunStatus.COMPLETED, "picked up")
+    held.refresh_from_db()
+    assert (held.status, held.lease_owner) == (RunStatus.QUEUED, "alive@host|1|t")
 
 
 def test_a_task_nobody_fits_fails_clearly(celery_worker: str) -> None:
