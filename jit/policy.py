@@ -51,7 +51,9 @@ def authorize(
     digest = services.arguments_digest(arguments)
     qualified = tool.qualified_name
     run_id = getattr(run, "pk", run)
-    grant = services.find_live_grant(operator=operator, tool=qualified, intent=intent, target=target, digest=digest)
+    grant = services.find_live_grant(
+        operator=operator, tool=qualified, intent=intent, target=target, digest=digest, run_id=run_id
+    )
     if grant is not None:
         return Decision(True, "approved", f"covered by grant #{grant.pk}", grant_id=grant.pk)
     if callable(force_strict):

@@ -7,6 +7,7 @@ audited in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -69,12 +70,15 @@ def set_global_mode(mode: str, *, actor: User) -> str:
 # --- finding and using grants ------------------------------------------------------------------
 
 
-def find_live_grant(*, operator: Any, tool: str, intent: Intent, target: str, digest: str) -> Grant | None:
-    """A live grant covering this call: the exact call once, or the tool on the target for a while."""
+def find_live_grant(
+    *, operator: Any, tool: str, intent: Intent, target: str, digest: str, run_id: int | None = None
+) -> Grant | None:
+    """A live grant covering this call: the exact call of this run once, or the tool on the target for a while.
+    (A single-call grant's token names its run: another run's identical call must raise its own request.)"""
     candidates = (
         Grant.objects.live()
         .filter(operator=operator, tool=tool, target=target)
-        .filter(Q(scope=GrantScope.TOOL) | Q(scope=GrantScope.CALL, arguments_digest=digest))
+        .filter(Q(scope=GrantScope.TOOL) | Q(scope=GrantScope.CALL, arguments_digest=digest, run_id=run_id))
     )
     for grant in candidates.order_by("scope", "-issued_at"):  # single-call grants first
         if Intent(grant.intent).rank >= intent.rank:
@@ -186,6 +190,7 @@ def request_access(
         )
         record(
             "jit.auto_approved",
+            decision="auto_approved",
             actor=actor,
             actor_kind="operator" if operator else "system",
             tool=tool,
@@ -199,6 +204,7 @@ def request_access(
         return request
     record(
         "jit.requested",
+        decision="pending",
         actor=actor,
         actor_kind="operator" if operator else "system",
         tool=tool,
@@ -209,9 +215,9 @@ def request_access(
         request_id=request.pk,
         arguments=arguments,
     )
-    from jit import live, tasks
+    from jit import live
 
-    transaction.on_commit(lambda: tasks.notify_request.delay(request.pk))
+    transaction.on_commit(functools.partial(_queue_notification, request.pk))
     live.announce_pending()
     return request
 
@@ -225,6 +231,16 @@ def _decidable(request_id: int, actor: User) -> AccessRequest:
     if request.requested_by_id is not None and request.requested_by_id == actor.pk:
         raise PermissionDenied("Nobody may approve a request they raised themselves.")
     return request
+
+
+def _queue_notification(request_id: int) -> None:
+    """Hand the notification to the worker; a broker that is down is logged, never fails the request."""
+    from jit import tasks
+
+    try:
+        tasks.notify_request.delay(request_id)
+    except Exception:
+        logger.exception("request #%s: could not queue its notification", request_id)
 
 
 def _claim(request: AccessRequest, status: str, actor: User, reason: str = "") -> None:
@@ -258,6 +274,7 @@ def approve(request_id: int, *, actor: User, scope: str = GrantScope.CALL, ttl_m
     grant = _issue_grant(request, scope=scope, ttl_minutes=ttl, granted_by=actor, auto=False)
     record(
         "jit.approved",
+        decision="approved",
         actor=actor.username,
         actor_kind="user",
         tool=request.tool,
@@ -281,6 +298,7 @@ def deny(request_id: int, *, actor: User, reason: str) -> AccessRequest:
     _claim(request, RequestStatus.DENIED, actor, reason.strip())
     record(
         "jit.denied",
+        decision="denied",
         actor=actor.username,
         actor_kind="user",
         tool=request.tool,
@@ -319,6 +337,7 @@ def expire_requests() -> int:
         ):
             record(
                 "jit.expired",
+                decision="expired",
                 tool=request.tool,
                 intent=request.intent,
                 target=request.target,

@@ -113,6 +113,15 @@ def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, 
     return ""
 
 
+def _not_run(base: dict[str, Any], decision: str, intent: str = "", target: str = "") -> None:
+    """The outcome entry of a call that was not dispatched (every call gets one). Nothing ran, so a failure to
+    write it is logged, not raised."""
+    try:
+        record("tool_call.outcome", outcome="not_run", decision=decision, intent=intent, target=target, **base)
+    except AuditWriteError as exc:
+        logger.error("audit entry for a call that did not run (%s) failed: %s", base["tool"], exc)
+
+
 def execute(
     qualified_name: str,
     arguments: Any,
@@ -143,20 +152,24 @@ def execute(
     }
     if tool is None or not tool.available or not tool.server.enabled:
         record("tool_call.decision", decision="unavailable", **base)
+        _not_run(base, "unavailable")
         return _error(f"tool {qualified_name} is not available", "unavailable")
     if tool.withdrawn:
         record("tool_call.decision", decision="withdrawn", **base)
+        _not_run(base, "withdrawn")
         return _error(f"tool {qualified_name} changed its definition and awaits a person's review", "withdrawn")
 
     problem = validate_arguments(tool, arguments)
     if problem:
         record("tool_call.decision", decision="invalid", error=problem, **base)
+        _not_run(base, "invalid")
         return _error(problem, "invalid")
 
     try:
         target, dispatched_arguments = call_target(tool, arguments)
     except InventoryError as exc:
         record("tool_call.decision", decision="invalid", error=str(exc), **base)
+        _not_run(base, "invalid")
         return _error(str(exc), "invalid")
 
     classified = classify_call(tool, arguments)
@@ -186,6 +199,8 @@ def execute(
         logger.error("audit entry before dispatch failed; %s not run: %s", qualified_name, exc)
         return _error("the call was not run: its audit entry could not be written", "not_run", intent.value)
     if not decision.allowed:
+        if decision.decision != "pending":  # a pending call's outcome comes when a person decides
+            _not_run(base, decision.decision, intent.value, target)
         prefix = "pending" if decision.decision == "pending" else "denied"
         return ToolResult(
             False,
@@ -207,6 +222,7 @@ def execute(
                 policy_reason=refusal,
                 **base,
             )
+            _not_run(base, "denied", intent.value, target)
             return _error(f"denied: {refusal}", "denied", intent.value, classified.reason)
 
     timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))

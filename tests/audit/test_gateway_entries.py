@@ -46,3 +46,23 @@ def test_when_the_decision_cannot_be_written_the_call_does_not_run(monkeypatch: 
     monkeypatch.setattr(services, "_append", broken)
     result = gateway.execute("shell__run_command", {"command": "uptime"})
     assert not result.ok and result.decision == "not_run" and dispatched == []
+
+
+def tool_entries() -> list[tuple[str, str, str]]:
+    rows = AuditEntry.objects.filter(event__startswith="tool_call.").order_by("sequence")
+    return list(rows.values_list("event", "decision", "outcome"))
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "decision"),
+    [
+        ("shell__no_such_tool", {"command": "uptime"}, "unavailable"),
+        ("shell__run_command", {"command": 42}, "invalid"),
+        ("shell__run_command", {"command": "touch /tmp/x"}, "denied"),  # write, and no Operator to hold a grant
+    ],
+)
+def test_a_call_that_does_not_run_gets_a_not_run_outcome(tool: str, arguments: dict, decision: str) -> None:
+    result = gateway.execute(tool, arguments)
+    assert not result.ok and result.decision == decision
+    assert tool_entries() == [("tool_call.decision", decision, ""), ("tool_call.outcome", decision, "not_run")]
+    assert services.verify_log().ok

@@ -230,9 +230,11 @@ def test_kill_during_a_tool_call_never_runs_it_twice(worker: Worker, operator, m
     call.refresh_from_db()
     assert (call.status, call.ok, call.decision) == (CallStatus.DONE, False, "interrupted")
     assert "not run again" in call.result
-    entries = list(AuditEntry.objects.filter(run_id=run.pk, tool=SHELL).values_list("event", "decision"))
-    assert entries.count(("tool_call.decision", "auto_approved")) == 1
-    assert [e for e, _ in entries].count("tool_call.outcome") == 0, "an outcome for a call nobody saw finish"
+    entries = list(AuditEntry.objects.filter(run_id=run.pk, tool=SHELL).values_list("event", "decision", "outcome"))
+    assert entries.count(("tool_call.decision", "auto_approved", "")) == 1
+    outcomes = AuditEntry.objects.filter(run_id=run.pk, tool=SHELL, event="tool_call.outcome")
+    (outcome,) = outcomes.values_list("outcome", "error")  # one, saying the outcome is unknown
+    assert outcome[0] == "failed" and outcome[1].startswith("interrupted: the worker stopped")
     told = [m["content"] for m in model.chat_requests[-1].body["messages"] if m["role"] == "tool"]
     assert len(told) == 1 and "not run again" in told[0]
     assert len(model.chat_requests) == 2

@@ -69,7 +69,8 @@ def test_arguments_that_do_not_fit_the_schema_are_refused_naming_the_field(caplo
     assert "'command' is a required property" in result.content
     result = gateway.execute("shell__run_command", {"command": 42})
     assert "invalid arguments at command" in result.content
-    assert [e["decision"] for e in audit_events(caplog)] == ["invalid", "invalid"]
+    entries = [(e["event"], e["decision"], e.get("outcome")) for e in audit_events(caplog)]
+    assert entries == [("tool_call.decision", "invalid", None), ("tool_call.outcome", "invalid", "not_run")] * 2
 
 
 def test_unknown_and_withdrawn_tools_are_refused() -> None:
