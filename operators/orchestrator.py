@@ -13,6 +13,7 @@ from operators.models import Operator
 from providers.errors import ProviderError
 
 ROUTE_TOOL = "route_to_operator"
+NOBODY = "(none)"  # the orchestrator's answer when no Operator fits; Operator names are slugs, never this
 
 
 class RoutingFailed(Exception):
@@ -30,12 +31,19 @@ def _route_tool(names: list[str]) -> dict:
         "type": "function",
         "function": {
             "name": ROUTE_TOOL,
-            "description": "Hand the task to the Operator best suited for it.",
+            "description": f"Hand the task to the Operator best suited for it, or to {NOBODY} when none of them fits.",
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "operator": {"type": "string", "enum": names, "description": "The chosen Operator's name."},
-                    "reason": {"type": "string", "description": "Why this Operator fits the task, in one sentence."},
+                    "operator": {
+                        "type": "string",
+                        "enum": [*names, NOBODY],
+                        "description": f"The chosen Operator's name, or {NOBODY}.",
+                    },
+                    "reason": {
+                        "type": "string",
+                        "description": "Why this Operator fits the task (or why none does), in one sentence.",
+                    },
                 },
                 "required": ["operator", "reason"],
             },
@@ -68,7 +76,7 @@ def route(task: str, requested: Operator | None = None) -> Route:
         {
             "role": "system",
             "content": "You route homelab operations tasks to the Operator best suited for them. "
-            "Call the tool exactly once.",
+            f"If none of them is made for the task, choose {NOBODY}. Call the tool exactly once.",
         },
         {"role": "user", "content": f"Operators:\n{roster}\n\nTask:\n{task}"},
     ]
@@ -83,6 +91,9 @@ def route(task: str, requested: Operator | None = None) -> Route:
         raise RoutingFailed(f"The orchestrator model failed: {exc.label}: {exc}") from None
     by_name = {op.name: op for op in candidates}
     for call in completion.tool_calls:
+        if call.name == ROUTE_TOOL and call.arguments.get("operator") == NOBODY:
+            why = str(call.arguments.get("reason", "")).strip() or "no reason given"
+            raise RoutingFailed(f"No Operator fits this task, says the orchestrator: {why}")
         chosen = by_name.get(str(call.arguments.get("operator", "")))
         if call.name == ROUTE_TOOL and chosen is not None:
             return Route(chosen, str(call.arguments.get("reason", "")).strip() or "chosen by the orchestrator")

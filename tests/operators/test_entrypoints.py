@@ -104,3 +104,9 @@ def test_a_webhook_alert_becomes_a_task_held_strict_as_untrusted(lab, tmp_path: 
         "a lenient Operator is held to strict once the run has read an outsider's text"
     )
     assert token not in json.dumps(run("webhooks", "list", "--json"))
+
+
+def test_an_empty_task_is_refused_naming_the_problem(admin_user) -> None:
+    with pytest.raises(CommandError, match=r"^task: Say what to do\.$"):
+        call_command("task", "   ")
+    assert not Run.objects.exists()

@@ -7,11 +7,13 @@ import time
 from argparse import ArgumentParser
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from operators.choices import RunStatus, TaskSource
 from operators.models import Operator, Run
 from operators.services import run_json, submit_task
+from vigilus.management.base import validation_message
 from vigilus.services import resolve_actor
 
 SETTLED = (*RunStatus.finished(), RunStatus.AWAITING_APPROVAL)
@@ -34,9 +36,15 @@ class Command(BaseCommand):
             operator = Operator.objects.filter(name=options["operator"]).first()
             if operator is None:
                 raise CommandError(f"--operator: no Operator named {options['operator']!r}.")
-        run = submit_task(
-            options["text"], source=TaskSource.COMMAND, operator=operator, created_by=resolve_actor(options["as_user"])
-        )
+        try:
+            run = submit_task(
+                options["text"],
+                source=TaskSource.COMMAND,
+                operator=operator,
+                created_by=resolve_actor(options["as_user"]),
+            )
+        except ValidationError as exc:
+            raise CommandError(validation_message(exc)) from None
         if options["wait"]:
             deadline = time.monotonic() + options["timeout"]
             while time.monotonic() < deadline:
