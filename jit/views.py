@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from jit import services
@@ -33,6 +33,14 @@ def _page(request: HttpRequest) -> HttpResponse:
 def approvals(request: HttpRequest) -> HttpResponse:
     _approver_only(request)
     return _page(request)
+
+
+@require_GET
+def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One grant, live or not (audit entries link here): what it covers, who gave it, how it was used."""
+    _approver_only(request)
+    grant = get_object_or_404(Grant.objects.select_related("request", "granted_by", "revoked_by"), pk=pk)
+    return render(request, "jit/grant.html", {"grant": grant, "live": Grant.objects.live().filter(pk=pk).exists()})
 
 
 def _report(request: HttpRequest, error: ValidationError) -> None:

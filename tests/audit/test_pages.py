@@ -99,9 +99,31 @@ def test_an_entry_shows_every_field(viewer_client: Client) -> None:
 
 
 def test_run_and_grant_links_appear_only_when_their_pages_exist() -> None:
-    assert optional_url("no-such-page", 5) == ""  # e.g. the grants page, before it exists
+    assert optional_url("no-such-page", 5) == ""
     assert optional_url("audit-entry", 5) == reverse("audit-entry", args=[5])
     assert optional_url("audit-entry", None) == ""
+
+
+def test_an_entry_links_to_its_grant_which_approvers_can_open(admin_user: User, viewer_client: Client) -> None:
+    from jit import services as jit
+
+    request = jit.request_access(
+        operator=None, run_id=None, tool="shell__run_command", intent="exec", target="host", arguments={"command": "ls"}
+    )
+    grant = jit.approve(request.pk, actor=admin_user, scope="tool", ttl_minutes=10)
+    entry = AuditEntry.objects.get(event="jit.approved")
+    admin = Client()
+    admin.force_login(admin_user)
+    page = admin.get(reverse("audit-entry", args=[entry.sequence])).content.decode()
+    assert f'href="{reverse("grant-detail", args=[grant.pk])}"' in page
+    grant_page = admin.get(reverse("grant-detail", args=[grant.pk])).content.decode()
+    assert (
+        "shell__run_command" in grant_page and "live until" in grant_page and f"by {admin_user.username}" in grant_page
+    )
+    assert grant.token not in grant_page  # the signed token is never shown
+    assert viewer_client.get(reverse("grant-detail", args=[grant.pk])).status_code == 403
+    jit.revoke(grant.pk, actor=admin_user)
+    assert "revoked" in admin.get(reverse("grant-detail", args=[grant.pk])).content.decode()
 
 
 def test_export_streams_the_filtered_log(viewer_client: Client, calls: None) -> None:
