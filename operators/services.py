@@ -61,6 +61,14 @@ def save_operator(operator: Operator, *, actor: User, tools: list[Tool] | None =
 
 @transaction.atomic
 def remove_operator(operator: Operator, *, actor: User) -> None:
+    """Remove an Operator with its schedules (and their beat entries) and webhooks, each audited. A plain
+    cascade would leave the schedules' PeriodicTasks behind, still firing."""
+    from operators import entrypoints
+
+    for schedule in operator.schedules.all():
+        entrypoints.remove_schedule(schedule, actor=actor)
+    for webhook in operator.webhooks.all():
+        entrypoints.remove_webhook(webhook, actor=actor)
     name = operator.name
     operator.delete()
     record("operator.removed", actor=actor.username, actor_kind="user", target=name)
