@@ -5,17 +5,25 @@ and nearly every run is watched by nobody. So the run page's socket counts its w
 cache, +1 on connect, -1 on disconnect) and sends the transcript as it stands when it connects; a step
 renders and sends only while the counter is above zero. A counter left high by a crashed web process only
 means some needless pushes.
+
+Approvers may decide a pending request inline, so while one of the run's calls awaits approval a push carries
+two renders, without and with the Approve/Deny forms, and each socket sends the one fitting its person. Nobody
+may decide a request they raised themselves: a socket whose person raised a pending request renders its own.
 """
 
 from __future__ import annotations
 
 from contextlib import suppress
+from typing import Any, TypedDict
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
-from vigilus.live import publish_html
+from vigilus.redaction import redact
 
 WATCHERS_TTL = 24 * 3600  # seconds: a page open longer than a day reconnects and counts again
 
@@ -47,22 +55,59 @@ def remove_watcher(run_id: int) -> None:
         cache.decr(_watchers_key(run_id))
 
 
-def render_transcript(run_id: int) -> str | None:
-    """The transcript as an htmx out-of-band fragment, or None when the run is gone."""
-    from operators.models import Run
+class RunTranscript(TypedDict):
+    """A step pushed to group run.<id>; `type` "run.transcript" names RunConsumer.run_transcript."""
 
-    run = Run.objects.filter(pk=run_id).first()
+    type: str
+    html: str  # without approval controls: for everyone who may not approve
+    approver_html: str  # with Approve/Deny forms for the pending requests; "" when none is pending
+    raised_by: list[int]  # people who raised a pending request of the run: their socket renders its own
+
+
+def render_transcript(run_id: int, *, approver: bool = False, user: Any = None) -> str | None:
+    """The transcript as an htmx out-of-band fragment, or None when the run is gone. With `approver`, each
+    pending request carries Approve/Deny forms, except those `user` raised. The forms carry no CSRF field (there
+    is no request): htmx posts them with the X-CSRFToken header that base.html sets on <body>."""
+    from operators.models import Run, ToolCall
+
+    calls = ToolCall.objects.select_related("access_request") if approver else ToolCall.objects.all()
+    run = (
+        Run.objects.filter(pk=run_id)
+        .prefetch_related("step_set", Prefetch("step_set__tool_calls", queryset=calls))
+        .first()
+    )
     if run is None:
         return None
-    return render_to_string("operators/partials/transcript.html", {"run": run, "oob": True})
+    context = {"run": run, "oob": True, "can_approve": approver, "user": user}
+    return render_to_string("operators/partials/transcript.html", context)
+
+
+def pending_requesters(run_id: int) -> list[int | None]:
+    """Who raised each request a call of the run awaits (None: the Operator itself); empty when none awaits."""
+    from operators.choices import CallStatus
+    from operators.models import ToolCall
+
+    awaiting = ToolCall.objects.filter(
+        run_id=run_id, status=CallStatus.AWAITING_APPROVAL, access_request__isnull=False
+    ).values_list("access_request__requested_by_id", flat=True)
+    return list(awaiting)
 
 
 def publish_run(run_id: int) -> None:
     def render_and_send() -> None:
         if not watched(run_id):
             return
+        requesters = pending_requesters(run_id)
         html = render_transcript(run_id)
-        if html is not None:
-            publish_html(run_group(run_id), html)
+        if html is None:
+            return
+        approver_html = render_transcript(run_id, approver=True) if requesters else ""
+        event = RunTranscript(
+            type="run.transcript",
+            html=redact(html),
+            approver_html=redact(approver_html) if approver_html else "",
+            raised_by=sorted({pk for pk in requesters if pk is not None}),
+        )
+        async_to_sync(get_channel_layer().group_send)(run_group(run_id), event)
 
     transaction.on_commit(render_and_send)
