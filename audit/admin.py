@@ -41,10 +41,8 @@ class ActorKindFilter(admin.SimpleListFilter):
         return queryset.filter(actor_kind=self.value()) if self.value() else queryset
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View only: nobody adds, changes or deletes audit rows, not even a superuser."""
-
-    actions = None
+class ViewOnly:
+    """For an admin or an inline: nobody adds, changes or deletes these rows, not even a superuser."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -54,6 +52,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ViewOnly, admin.ModelAdmin):
+    """View only: nobody adds, changes or deletes audit rows, not even a superuser."""
+
+    actions = None
 
 
 @admin.register(AuditEntry)

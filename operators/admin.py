@@ -17,8 +17,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from audit.admin import ReadOnlyAdmin
+from audit.admin import ReadOnlyAdmin, ViewOnly
 from operators import entrypoints, services
+from operators.forms import OperatorForm
 from operators.models import Operator, Run, Schedule, Step, ToolCall, Webhook
 from tools.models import Tool
 
@@ -29,22 +30,7 @@ class OperatorAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "ceiling", "jit_mode", "provider"]
     list_select_related = ["provider"]
     search_fields = ["name", "description", "model"]
-    fields = [
-        "name",
-        "description",
-        "system_prompt",
-        "provider",
-        "model",
-        "tools",
-        "ceiling",
-        "jit_mode",
-        "max_steps",
-        "token_budget",
-        "cost_budget",
-        "enabled",
-        "created_at",
-        "updated_at",
-    ]
+    fields = [*OperatorForm.Meta.fields, "created_at", "updated_at"]  # what the dashboard's form edits
     readonly_fields = ["created_at", "updated_at"]
     filter_horizontal = ["tools"]
 
@@ -75,20 +61,11 @@ class OperatorAdmin(admin.ModelAdmin):
 # Tool call arguments, results and progress lines are redacted before they are stored.
 
 
-class ReadOnlyInline:
+class ReadOnlyInline(ViewOnly):
     """View only, like the run it belongs to."""
 
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class StepInline(ReadOnlyInline, admin.TabularInline):
