@@ -36,8 +36,8 @@ def check_triggers(app_configs: Any = None, databases: list[str] | None = None, 
                 Error(
                     f"the audit log is not append-only in database '{alias}': trigger(s) {', '.join(missing)} "
                     "missing (a migration rebuilt the table or someone dropped them)",
-                    hint="Add a migration to the audit app running audit.triggers.install "
-                    "(see 0002_append_only_triggers), then migrate.",
+                    hint="Run `manage.py audit install-triggers` (migrate refuses to run while this error "
+                    "stands), then `manage.py audit verify`.",
                     id="audit.E001",
                 )
             )

@@ -258,6 +258,19 @@ def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, 
     return entry
 
 
+def install_triggers(*, actor: Any) -> list[str]:
+    """Re-create the append-only triggers; the names that were missing are returned, and audited."""
+    from audit import triggers
+
+    connection = connections[DEFAULT_DB_ALIAS]
+    with transaction.atomic():
+        missing = triggers.missing(connection)
+        triggers.install(connection)
+        if missing:
+            record("audit.triggers_installed", actor=actor, missing=missing)
+    return missing
+
+
 # --- checkpoints -----------------------------------------------------------------------------------
 
 

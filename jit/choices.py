@@ -14,6 +14,7 @@ class RequestStatus(models.TextChoices):
     AUTO_APPROVED = "auto_approved", "Auto-approved"
     DENIED = "denied", "Denied"
     EXPIRED = "expired", "Expired"
+    WITHDRAWN = "withdrawn", "Withdrawn"  # its run was cancelled or ended: nothing left to decide
 
 
 class GrantScope(models.TextChoices):

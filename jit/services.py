@@ -349,6 +349,31 @@ def expire_requests() -> int:
     return expired
 
 
+@transaction.atomic
+def withdraw_requests(run_id: int, *, reason: str) -> int:
+    """The pending requests of a run that ended (cancelled, failed): withdrawn, audited, off the Approvals page."""
+    withdrawn = 0
+    for request in AccessRequest.objects.filter(run_id=run_id, status=RequestStatus.PENDING):
+        if AccessRequest.objects.filter(pk=request.pk, status=RequestStatus.PENDING).update(
+            status=RequestStatus.WITHDRAWN, decided_at=timezone.now(), decision_reason=reason
+        ):
+            record(
+                "jit.withdrawn",
+                tool=request.tool,
+                intent=request.intent,
+                target=request.target,
+                reason=reason,
+                run=run_id,
+                request_id=request.pk,
+            )
+            withdrawn += 1
+    if withdrawn:
+        from jit import live
+
+        live.announce_pending()
+    return withdrawn
+
+
 def _after_decision(request: AccessRequest) -> None:
     """Tell the dashboards, and wake the run parked on this request (once the decision commits)."""
     from jit import live

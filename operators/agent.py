@@ -191,7 +191,10 @@ def _save(run: Run, **fields: Any) -> None:
 
 
 def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None:
+    from jit.services import withdraw_requests
+
     _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now())
+    withdraw_requests(run.pk, reason=f"the run {status}")
     record(
         "run.finished",
         actor=run.operator_name or "system",
@@ -204,6 +207,10 @@ def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None
 
 def _route(run: Run) -> bool:
     _save(run, status=RunStatus.ROUTING)
+    if run.requested_operator is None and run.requested_operator_name:
+        removed = run.requested_operator_name
+        _finish(run, RunStatus.FAILED, error=f"Operator {removed}, chosen for this task, was removed.")
+        return False
     try:
         chosen = route(run.task, run.requested_operator)
     except RoutingFailed as exc:
@@ -494,9 +501,10 @@ def _record_outcome(run: Run, call: ToolCall, request: Any, *, outcome: str, dec
     )
 
 
-def cancel(run: Run) -> None:
-    """Ask the run to stop; it does at its next step (a parked run stops now)."""
+def cancel(run: Run, *, actor: Any) -> None:
+    """Ask the run to stop; it does at its next step (a parked run stops now, and its requests are withdrawn)."""
     Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+    record("run.cancel_requested", actor=actor, run=run.pk, target=run.operator_name)
     if run.status == RunStatus.AWAITING_APPROVAL or run.status == RunStatus.QUEUED:
         from operators.tasks import advance_run
 

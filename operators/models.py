@@ -54,6 +54,7 @@ class Run(models.Model):
     source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.DASHBOARD)
     source_detail = models.CharField(max_length=200, blank=True)
     requested_operator = models.ForeignKey(Operator, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_operator_name = models.CharField(max_length=64, blank=True)  # kept if that Operator is removed
     operator = models.ForeignKey(Operator, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     operator_name = models.CharField(max_length=64, blank=True)
     routing_reason = models.TextField(blank=True)

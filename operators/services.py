@@ -88,7 +88,12 @@ def submit_task(
     if not text:
         raise ValidationError({"task": "Say what to do."})
     run = Run.objects.create(
-        task=text, source=source, requested_operator=operator, created_by=created_by, source_detail=source_detail
+        task=text,
+        source=source,
+        requested_operator=operator,
+        requested_operator_name=operator.name if operator else "",
+        created_by=created_by,
+        source_detail=source_detail,
     )
     record(
         "run.submitted",

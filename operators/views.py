@@ -95,7 +95,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if not services_can_submit(request):
         messages.error(request, "Viewers cannot cancel runs.")
     elif not run.finished:
-        agent.cancel(run)
+        agent.cancel(run, actor=request.user)
         messages.success(request, "The run stops at its next step.")
     return redirect("run-detail", pk=pk)
 

@@ -30,3 +30,29 @@ def test_the_check_fails_when_a_trigger_is_dropped() -> None:
     finally:
         triggers.install(connection)
     assert audit_errors() == []
+
+
+def test_install_triggers_puts_a_dropped_trigger_back_and_says_so(admin_user) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import DatabaseError, transaction
+
+    from audit.models import AuditEntry
+    from audit.services import record
+
+    record("test.entry")
+    name, (table, _sql) = next(iter(triggers.expected_triggers(connection.vendor).items()))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER {name}" + (f" ON {table}" if connection.vendor == "postgresql" else ""))
+    assert "install-triggers" in audit_errors()[0].hint
+    out = StringIO()
+    call_command("audit", "install-triggers", stdout=out)
+    assert f"Put back: {name}." in out.getvalue() and audit_errors() == []
+    (entry,) = AuditEntry.objects.filter(event="audit.triggers_installed")
+    assert entry.details == {"missing": [name]} and entry.actor == admin_user.username
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditentry")
+    out = StringIO()
+    call_command("audit", "install-triggers", stdout=out)
+    assert "Every trigger was in place." in out.getvalue()

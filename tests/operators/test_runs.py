@@ -212,11 +212,37 @@ def test_the_same_call_repeated_stops_the_run_as_a_loop(operator, model) -> None
     assert run.status == RunStatus.FAILED and "a loop" in run.error
 
 
-def test_a_person_can_cancel_a_parked_run(operator, model, tmp_path) -> None:
+def test_a_person_can_cancel_a_parked_run_and_its_request_is_withdrawn(operator, model, admin_user, tmp_path):
     model.script(tool_call(SHELL, {"command": f"touch {tmp_path / 'c'}"}))
     run = settle(submit_task("make the marker", operator=operator()))
+    request = AccessRequest.objects.get(run_id=run.pk)
+    assert request.status == "pending"
     call_command("runs", "cancel", str(run.pk))
     assert settle(run, RunStatus.finished()).status == RunStatus.CANCELLED
+    request.refresh_from_db()
+    assert (request.status, request.decision_reason) == ("withdrawn", "the run cancelled")
+    assert not AccessRequest.objects.pending().exists()  # off the Approvals page
+    events = list(AuditEntry.objects.filter(run_id=run.pk).values_list("event", "actor"))
+    assert ("run.cancel_requested", admin_user.username) in events and ("jit.withdrawn", "system") in events
+    with pytest.raises(jit.DecisionConflict):
+        jit.approve(request.pk, actor=admin_user)
+
+
+def test_a_task_whose_chosen_operator_was_removed_fails_instead_of_going_elsewhere(operator, model, admin_user):
+    from operators import agent
+    from operators.services import remove_operator
+    from operators.tasks import advance_run
+
+    chosen, other = operator(name="chosen"), operator(name="other")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(advance_run, "delay", lambda run_id: None)  # stepped by hand below
+        run = submit_task("restart the nas container", operator=chosen)
+    remove_operator(chosen, actor=admin_user)
+    while agent.advance(run.pk, "test|1|x"):
+        pass
+    run.refresh_from_db()
+    assert (run.status, run.error) == (RunStatus.FAILED, "Operator chosen, chosen for this task, was removed.")
+    assert run.operator_name == "" and other.pk and model.chat_requests == []
 
 
 def test_with_one_enabled_operator_no_model_is_asked_to_route(operator, model) -> None:

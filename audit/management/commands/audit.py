@@ -26,6 +26,11 @@ class Command(AreaCommand):
         self.subcommand(
             "checkpoint", "Sign the newest entry's sequence and hash with the instance key.", json_output=True
         )
+        self.subcommand(
+            "install-triggers",
+            "Put back the database triggers that make the log append-only (after the audit.E001 check says one "
+            "is missing), then say which were missing.",
+        )
         export = self.subcommand("export", "Write the log (oldest first) as JSON Lines or CSV.")
         export.add_argument("--format", dest="fmt", choices=["jsonl", "csv"], default="jsonl")
         export.add_argument(
@@ -54,6 +59,11 @@ class Command(AreaCommand):
             self.print_json({name: getattr(checkpoint, name) for name in fields})
             return
         self.stdout.write(f"Checkpoint at #{checkpoint.sequence} ({checkpoint.hash}), key {checkpoint.key_id}")
+
+    def handle_install_triggers(self, **options: Any) -> None:
+        missing = services.install_triggers(actor=self.actor(options))
+        self.stdout.write(f"Put back: {', '.join(missing)}." if missing else "Every trigger was in place.")
+        self.stdout.write("Run `manage.py audit verify`: rows changed while they were missing show up there.")
 
     def handle_export(self, *, fmt: str, since: str | None, output: str | None, **options: Any) -> None:
         lines = services.export_lines(fmt, services.entries_since(parse_since(since)))

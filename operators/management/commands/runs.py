@@ -52,5 +52,5 @@ class Command(AreaCommand):
             self.stdout.write(f"  {call['tool']} ({call['intent']}): {call['decision']}")
 
     def handle_cancel(self, *, id: int, **options: Any) -> None:
-        agent.cancel(self._run(id))
+        agent.cancel(self._run(id), actor=self.actor(options))
         self.stdout.write(f"Run #{id} will stop at its next step.")
