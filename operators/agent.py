@@ -195,6 +195,12 @@ def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None
 
     _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now())
     withdraw_requests(run.pk, reason=f"the run {status}")
+    for call in run.tool_calls.exclude(status=CallStatus.DONE).select_related("access_request"):
+        # Calls the model asked for that will never run (no call is mid-dispatch while the lease is held).
+        _record_outcome(run, call, call.access_request, outcome="not_run", decision=call.decision or status)
+        ToolCall.objects.filter(pk=call.pk).update(
+            status=CallStatus.DONE, ok=False, result=f"not run: the run {status}", finished_at=timezone.now()
+        )
     record(
         "run.finished",
         actor=run.operator_name or "system",
