@@ -193,6 +193,7 @@ def execute(
             target=target,
             grant=decision.grant_id,
             policy_reason=decision.reason,
+            request_id=decision.request_id,
             **base,
         )
     except AuditWriteError as exc:

@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
+from audit.models import AuditEntry
 from jit.models import AccessRequest, Grant
 from jit.notifications import NotificationFailed, notify
 from tests.conftest import make_user
@@ -88,6 +89,28 @@ def test_approvals_page_for_approvers_only_and_decisions_without_reload(
     ).content.decode()
     assert "Nothing is waiting." in partial and "<html" not in partial
     assert AccessRequest.objects.get().status == "approved"
+
+
+@pytest.mark.django_db
+def test_from_the_page_an_approver_widens_to_the_tool_for_minutes_or_denies_with_a_reason(
+    make_operator, admin_client: Client, tmp_path: Path
+) -> None:
+    operator = make_operator()
+    for name in ("wide", "no"):
+        gateway.execute("shell__run_command", touch(tmp_path / name), operator=operator, reason=f"need {name}")
+    wide, no = AccessRequest.objects.order_by("pk")
+    pending = AuditEntry.objects.filter(event="tool_call.decision", decision="pending").order_by("sequence")
+    assert [entry.details["request_id"] for entry in pending] == [wide.pk, no.pk]  # which request each call awaits
+    admin_client.post(reverse("request-approve", args=[wide.pk]), {"scope": "tool", "ttl_minutes": 20})
+    grant = Grant.objects.get(request=wide)
+    assert grant.scope == "tool" and 19 * 60 < (grant.expires_at - grant.issued_at).total_seconds() <= 20 * 60
+    assert gateway.execute("shell__run_command", touch(tmp_path / "other"), operator=operator).decision == "approved"
+    assert (tmp_path / "other").exists()  # the same tool on the same host, other arguments: covered
+    admin_client.post(reverse("request-deny", args=[no.pk]), {"reason": ""})
+    assert AccessRequest.objects.get(pk=no.pk).status == "pending"  # a denial needs its reason
+    admin_client.post(reverse("request-deny", args=[no.pk]), {"reason": "not on a Friday"})
+    no.refresh_from_db()
+    assert (no.status, no.decision_reason, no.decided_by.username) == ("denied", "not on a Friday", "alice")
 
 
 @pytest.mark.django_db(transaction=True)
