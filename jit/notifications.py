@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from jit.models import AccessRequest
+from vigilus.redaction import remember_secrets
 from vigilus.services import site_settings
 
 logger = logging.getLogger("vigilus.jit")
@@ -14,11 +16,28 @@ class NotificationFailed(RuntimeError):
     """No configured URL took the message (retried by the task)."""
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of an Apprise URL that may be secret: the URL itself, its user and password, every path segment
+    and query value (tokens, webhook ids, ntfy topics), and a host that is not a DNS name or address (ntfy://topic)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return [
+        url,
+        unquote(parts.username or ""),
+        unquote(parts.password or ""),
+        *(unquote(segment) for segment in parts.path.split("/")),
+        *(value for _key, value in parse_qsl(parts.query)),
+        "" if "." in host or ":" in host or host == "localhost" else host,
+    ]
+
+
 def notify(request: AccessRequest, link: str) -> bool:
     """Send one message about `request`. False when no URL is configured; raises NotificationFailed."""
     urls = [u.strip() for u in site_settings().notification_urls.splitlines() if u.strip()]
     if not urls:
         return False
+    for url in urls:  # Apprise's own DEBUG lines name paths and topics: the log filter masks them
+        remember_secrets(url_secrets(url))
     import apprise
 
     sender = apprise.Apprise()
