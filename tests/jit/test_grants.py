@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from jit import services, tokens
 from jit.models import AccessRequest, Grant
 from tests.conftest import make_user
@@ -25,6 +26,34 @@ pytestmark = pytest.mark.django_db
 
 def touch(path: Path) -> dict:
     return {"command": f"touch {path}"}
+
+
+def append(path: Path) -> dict:
+    """A write call whose every run leaves one more line in `path`: the canary counts the runs."""
+    return {"command": f"echo ran >> {path}"}
+
+
+def runs(canary: Path) -> int:
+    return canary.read_text().count("ran") if canary.exists() else 0
+
+
+def refusals(grant: Grant) -> list[AuditEntry]:
+    """The gateway's "denied" decisions recorded for calls presented under `grant`, oldest first."""
+    return list(
+        AuditEntry.objects.filter(event="tool_call.decision", decision="denied", grant_id=grant.pk).order_by("sequence")
+    )
+
+
+def dispatches(arguments: dict) -> list[AuditEntry]:
+    """The outcome entries of calls with exactly these arguments that reached the tool (it ran)."""
+    ran = AuditEntry.objects.filter(event="tool_call.outcome", outcome__in=("succeeded", "failed"))
+    return [e for e in ran if e.arguments == arguments]
+
+
+def resign(grant: Grant, **claims: object) -> str:
+    """The grant's token with some claims changed, signed with the instance's own key (a genuine signature)."""
+    current = jwt.decode(grant.token, options={"verify_signature": False})
+    return jwt.encode({**current, **claims}, tokens.signing_key(), algorithm=tokens.ALGORITHM)
 
 
 def test_read_runs_without_any_request(make_operator) -> None:
@@ -167,6 +196,10 @@ def test_a_forged_token_is_refused(approved) -> None:
     result = gateway.execute("shell__run_command", arguments, operator=operator)
     assert result.decision == "denied" and "signature is not valid" in result.content
     assert not Path(arguments["command"].split()[1]).exists()
+    (refusal,) = refusals(grant)
+    assert refusal.details["policy_reason"] == "the grant's signature is not valid (forged or altered)"
+    assert (refusal.tool, refusal.actor, refusal.arguments) == ("shell__run_command", "fixer", arguments)
+    assert dispatches(arguments) == [], "nothing ran, so no outcome of a run was recorded"
 
 
 def test_an_expired_token_is_refused(approved) -> None:
@@ -232,6 +265,135 @@ def test_concurrent_replays_of_a_single_use_grant_execute_exactly_once(approved)
         t.join()
     assert sorted(outcomes) == ["ran"] + ["refused"] * 7
     assert Grant.objects.get(pk=grant.pk).uses == 1
+
+
+# --- refusals at the gateway: nothing runs, and the refusal is in the audit log ----------------------
+
+
+@pytest.fixture
+def approved_append(make_operator, admin_user, tmp_path):
+    """A strict Operator whose appending call was approved once (a single-use grant), not yet run."""
+    operator = make_operator()
+    canary = tmp_path / "canary"
+    arguments = append(canary)
+    assert gateway.execute("shell__run_command", arguments, operator=operator).decision == "pending"
+    grant = services.approve(AccessRequest.objects.get().pk, actor=admin_user)
+    return grant, arguments, operator, canary
+
+
+def test_an_expired_token_on_a_live_looking_grant_is_refused_at_the_gateway_and_audited(approved_append) -> None:
+    grant, arguments, operator, canary = approved_append
+    past = timezone.now() - timedelta(minutes=5)
+    expired = resign(grant, iat=int((past - timedelta(minutes=5)).timestamp()), exp=int(past.timestamp()))
+    Grant.objects.filter(pk=grant.pk).update(token=expired)
+    assert Grant.objects.live().filter(pk=grant.pk).exists(), "the row itself still looks live"
+
+    result = gateway.execute("shell__run_command", arguments, operator=operator)
+    assert (result.ok, result.decision, result.content) == (False, "denied", "denied: the grant has expired")
+    assert runs(canary) == 0 and dispatches(arguments) == []
+    (refusal,) = refusals(grant)
+    assert refusal.details["policy_reason"] == "the grant has expired" and refusal.arguments == arguments
+    assert Grant.objects.get(pk=grant.pk).uses == 0
+
+
+@pytest.mark.parametrize(
+    ("claims", "what"),
+    [
+        ({"tool": "filesystem__delete"}, "tool"),
+        ({"target": "nas"}, "target"),
+        ({"op": 999}, "operator"),
+        ({"args": "0" * 64}, "arguments"),
+        ({"intent": "read"}, "intent"),
+        ({"run": 999}, "run"),
+    ],
+)
+def test_a_token_signed_for_another_call_is_refused_at_the_gateway_and_audited(
+    approved_append, claims: dict, what: str
+) -> None:
+    """The grant row covers the call, but its genuinely signed token names something else: the token wins."""
+    grant, arguments, operator, canary = approved_append
+    Grant.objects.filter(pk=grant.pk).update(token=resign(grant, **claims))
+    result = gateway.execute("shell__run_command", arguments, operator=operator)
+    assert result.decision == "denied" and f"({what} differ)" in result.content
+    assert runs(canary) == 0 and dispatches(arguments) == []
+    (refusal,) = refusals(grant)
+    assert refusal.details["policy_reason"] == f"the grant does not cover this call ({what} differ)"
+
+
+def test_a_grant_revoked_between_the_lookup_and_the_use_is_refused_and_audited(
+    make_operator, admin_user, tmp_path, monkeypatch
+) -> None:
+    operator = make_operator()
+    canary = tmp_path / "canary"
+    arguments = append(canary)
+    gateway.execute("shell__run_command", arguments, operator=operator)
+    grant = services.approve(AccessRequest.objects.get().pk, actor=admin_user, scope="tool", ttl_minutes=10)
+    lookup = services.find_live_grant
+
+    def revoked_right_after_the_lookup(**kwargs: object) -> Grant | None:
+        found = lookup(**kwargs)
+        if found is not None:
+            services.revoke(found.pk, actor=admin_user)  # an approver clicks Revoke at this very moment
+        return found
+
+    monkeypatch.setattr(services, "find_live_grant", revoked_right_after_the_lookup)
+    result = gateway.execute("shell__run_command", arguments, operator=operator)
+    assert (result.decision, result.content) == ("denied", "denied: the grant was revoked")
+    assert runs(canary) == 0 and dispatches(arguments) == []
+    (refusal,) = refusals(grant)
+    assert refusal.details["policy_reason"] == "the grant was revoked" and refusal.actor == "fixer"
+    assert Grant.objects.get(pk=grant.pk).uses == 0
+
+
+def test_a_replayed_single_use_grant_runs_once_and_the_replay_is_audited(approved_append, monkeypatch) -> None:
+    grant, arguments, operator, canary = approved_append
+    captured = Grant.objects.get(pk=grant.pk)  # what a replayer holds: the grant as it was before its use
+    first = gateway.execute("shell__run_command", arguments, operator=operator)
+    assert first.ok and first.decision == "approved" and runs(canary) == 1
+
+    monkeypatch.setattr(services, "find_live_grant", lambda **kwargs: captured)
+    replay = gateway.execute("shell__run_command", arguments, operator=operator)
+    assert (replay.decision, replay.content) == ("denied", "denied: the grant was already used")
+    assert runs(canary) == 1 and len(dispatches(arguments)) == 1
+    (refusal,) = refusals(grant)
+    assert refusal.details["policy_reason"] == "the grant was already used"
+    assert Grant.objects.get(pk=grant.pk).uses == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_through_the_gateway_run_the_tool_exactly_once(approved_append, monkeypatch) -> None:
+    grant, arguments, operator, canary = approved_append
+    replayers = 6
+    # Every replayer finds the live grant before any of them uses it: all of them race for the one use.
+    everyone_has_it = threading.Barrier(replayers, timeout=30)
+    lookup = services.find_live_grant
+
+    def lookup_then_wait(**kwargs: object) -> Grant | None:
+        found = lookup(**kwargs)
+        everyone_has_it.wait()
+        return found
+
+    monkeypatch.setattr(services, "find_live_grant", lookup_then_wait)
+    results: list[gateway.ToolResult] = []
+
+    def replay() -> None:
+        try:
+            results.append(gateway.execute("shell__run_command", arguments, operator=operator))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=replay) for _ in range(replayers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert runs(canary) == 1, "the tool ran exactly once"
+    assert sorted((r.decision, r.content if not r.ok else "ran") for r in results) == [("approved", "ran")] + [
+        ("denied", "denied: the grant was already used")
+    ] * (replayers - 1)
+    assert Grant.objects.get(pk=grant.pk).uses == 1
+    assert [r.details["policy_reason"] for r in refusals(grant)] == ["the grant was already used"] * (replayers - 1)
+    assert len(dispatches(arguments)) == 1
 
 
 @pytest.mark.django_db(transaction=True)
