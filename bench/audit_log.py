@@ -12,17 +12,23 @@ VIGILUS_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres), in
   entry at the same time; wall time from the start signal until the last one finishes. The chain stays
   one chain (the head lock serialises the appends; the bench verifies it afterwards);
 - verify: `audit.services.verify_log()` over a valid chain of V entries (written in bulk), and the
-  figure extrapolated to a million entries.
+  figure extrapolated to a million entries;
+- the Audit page over those V entries: `keyset_page(search(...))` as the page's view calls it, for the
+  newest page and for a page deep in the log (starting at an entry 99% of the way back), unfiltered and
+  filtered by tool (one of five), decision (1 entry in 100 is "denied"), run (20 entries each) and a time
+  window (WINDOW entries in the middle of the log); milliseconds per page, the median of PAGE_REPEATS.
 
     .venv/bin/python bench/audit_log.py [N appends, default 3000] [V verified, default 200000] [sqlite|postgresql]
 
-Targets: >= 2,000 appends/s on PostgreSQL; verify >= 100,000 entries/s (a million in ten seconds).
+Targets: >= 2,000 appends/s on PostgreSQL; verify >= 100,000 entries/s (a million in ten seconds); an Audit
+page in milliseconds however deep (keyset pagination: no OFFSET, no COUNT).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,23 +43,27 @@ sys.path.insert(0, str(ROOT))
 
 BATCH = 20
 WRITERS = (2, 4)
+PAGE_REPEATS = 7
+WINDOW = 20_000  # entries in the time window filtered on (fewer in a small log)
+TOOLS = ("shell__run_command", "filesystem__read_file", "docker__list_containers", "nmap__scan", "wazuh__alerts")
 POSTGRES = os.environ.get("VIGILUS_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def fields(i: int) -> dict[str, Any]:
-    """One realistic tool-call decision."""
+    """One realistic tool-call decision: 20 per run, five tools in turn, one in a hundred denied."""
+    denied = i % 100 == 0
     return {
         "actor": "patcher",
         "actor_kind": "operator",
         "run": 1000 + i // 20,
-        "tool": "shell__run_command",
+        "tool": TOOLS[i % len(TOOLS)],
         "intent": "read",
-        "decision": "allowed",
+        "decision": "denied" if denied else "allowed",
         "reason": "check disk usage before the upgrade",
         "target": "nas",
         "arguments": {"command": f"df -h /srv/{i}", "timeout": 30},
         "intent_reason": "df is a read command",
-        "policy_reason": "read runs",
+        "policy_reason": "not in this run's scope" if denied else "read runs",
     }
 
 
@@ -199,6 +209,54 @@ def build_chain(total: int) -> None:
     ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
 
 
+PAGE_FILTERS = ("unfiltered", "tool", "decision", "run", "time window")
+
+
+def _ms_per_page(filters: dict[str, Any], before: int | None) -> float:
+    """Milliseconds to build one Audit page as its view does (search, then keyset_page): the median of
+    PAGE_REPEATS after one warm-up. Checks the page holds entries that match the filters."""
+    from audit.services import keyset_page, search
+
+    timings = []
+    for _ in range(PAGE_REPEATS + 1):
+        started = time.perf_counter()
+        page = keyset_page(search(**filters), before=before)
+        timings.append((time.perf_counter() - started) * 1000)
+    entries = page.entries
+    assert entries, f"an empty page for {filters} before {before}"
+    assert before is None or entries[0].sequence < before
+    for name, column in (("tool", "tool"), ("decision", "decision"), ("run", "run_id")):
+        if name in filters:
+            assert all(getattr(e, column) == filters[name] for e in entries), f"{name} filter not applied"
+    return statistics.median(timings[1:])
+
+
+def page_timings(total: int) -> dict[str, float]:
+    """ms per Audit page: the newest page and a deep one (from an entry 1% from the start), per filter."""
+    from audit.models import AuditEntry
+
+    old = AuditEntry.objects.get(sequence=max(1, total // 100))
+    middle, span = total // 2, min(WINDOW, total // 10)
+    since, until = (
+        AuditEntry.objects.filter(sequence__in=(middle, middle + span))
+        .order_by("sequence")
+        .values_list("time", flat=True)
+    )
+    deep = old.sequence + 1  # the page that starts at `old` (and holds it, whichever filter matched it)
+    cases = {
+        "unfiltered": ({}, deep),
+        "tool": ({"tool": old.tool}, deep),
+        "decision": ({"decision": "denied"}, deep),
+        "run": ({"run": old.run_id}, deep),
+        "time window": ({"since": since, "until": until}, middle + 100),
+    }
+    result = {}
+    for label, (filters, deep) in cases.items():
+        result[f"page_first_{label}"] = _ms_per_page(filters, None)
+        result[f"page_deep_{label}"] = _ms_per_page(filters, deep)
+    return result
+
+
 def child(vendor: str, n: int, v: int) -> dict[str, Any]:
     """Run in a process of its own: Django reads DATABASE_URL once, at start-up."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "vigilus.settings"
@@ -238,6 +296,7 @@ def child(vendor: str, n: int, v: int) -> dict[str, Any]:
     result.update(
         verify_entries=report.entries, verify_seconds=report.seconds, verify_rate=rate(report.entries, report.seconds)
     )
+    result.update(page_timings(report.entries))
     return result
 
 
@@ -307,6 +366,11 @@ def main(argv: list[str]) -> None:
         f"{'chain / plain, commit each':34}"
         + "".join(f"{r['chain_commit_each'] / r['plain_commit_each']:>22.0%}" for r in results)
     )
+    print(f"Audit page over {results[0]['verify_entries']:,} entries, ms per page (median of {PAGE_REPEATS}):")
+    for where in ("first", "deep"):
+        for label in PAGE_FILTERS:
+            name = f"{'newest' if where == 'first' else 'deep'} page, {label}"
+            print(f"{name:34}" + "".join(f"{r[f'page_{where}_{label}']:>22.2f}" for r in results))
 
 
 if __name__ == "__main__":
