@@ -208,3 +208,12 @@ def test_apprises_debug_lines_never_show_a_urls_secret_parts(
     assert "apprise" in log.lower()  # Apprise did write its lines
     for secret in ("hook-7c41d2", "token-a9f3e1", "qs-secret-55", "topic-b8e2c7"):
         assert secret not in log
+
+
+def test_only_the_token_like_parts_of_a_url_are_masked() -> None:
+    from jit.notifications import url_secrets
+
+    secrets = url_secrets("gotify://admin:pw-1234@push.example.com/message/AbC8dEf9GhI0?priority=high&token=x7Y2z9Q4")
+    assert "pw-1234" in secrets and "AbC8dEf9GhI0" in secrets and "x7Y2z9Q4" in secrets
+    for word in ("admin", "push.example.com", "message", "high"):  # plain words stay readable everywhere
+        assert word not in secrets
