@@ -111,6 +111,24 @@ def _long(name: str, known: tuple[str, ...]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+_PS_VALUES = _set("-o -O -p -u -U -g -G -t -C --format --pid --user --sort")
+
+
+def _ps(args: tuple[str, ...], operands: tuple[str, ...]) -> list[Verdict]:
+    """`ps e`, `ps auxe`, `ps -o environ`: processes' environments, where Vigilus's own secrets live."""
+    words = [*args, *operands]
+    bundles = [  # BSD-style option letters (`aux`, `eww`), not the value of an option like `-u alice`
+        word
+        for previous, word in zip(["", *words], words, strict=False)
+        if word.isalpha() and previous not in _PS_VALUES
+    ]
+    bsd_e = any("e" in word for word in bundles)
+    environ = any("env" in word.lower() for word in words)  # -o environ, --format env, o=environ ...
+    if bsd_e or environ:
+        return [Verdict(X, "`ps` with `e` or `environ` shows processes' environments, which hold secrets")]
+    return []
+
+
 def _sed(args: tuple[str, ...], _operands: tuple[str, ...]) -> list[Verdict]:
     """Find sed's scripts and say what they do: `e` runs commands, `w` writes files."""
     scripts: list[str] = []
@@ -405,11 +423,12 @@ READ_RULES: dict[str, ReadRule] = {
     **dict.fromkeys(
         _names(
             "uptime whoami id groups users w who last lastlog nproc arch uname free vmstat iostat mpstat lscpu "
-            "lsblk lsusb lspci lsmod findmnt ps pgrep pidof lsof netstat getent which whereis printenv locale "
+            "lsblk lsusb lspci lsmod findmnt pgrep pidof lsof netstat getent which whereis printenv locale "
             "getconf cal dig host nslookup traceroute tracepath"
         ),
         ANY,
     ),
+    "ps": ReadRule(values=_PS_VALUES, check=_ps),
     "ping": ReadRule(deny=_deny(X, "`ping -f` floods the network", "-f")),
     "ss": ReadRule(
         deny={

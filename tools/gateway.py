@@ -87,6 +87,8 @@ def validate_arguments(tool: Tool, arguments: Any) -> str | None:
         return f"invalid arguments at {where}: {exc.message}"
     except jsonschema.SchemaError as exc:
         return f"the tool's own input schema is invalid: {exc.message}"
+    except Exception as exc:  # an unresolvable $ref, a pattern Python cannot compile: the server's fault
+        return f"the tool's own input schema cannot be used: {type(exc).__name__}: {exc}"
     return None
 
 
@@ -226,6 +228,9 @@ def execute(
             _not_run(base, "denied", intent.value, target)
             return _error(f"denied: {refusal}", "denied", intent.value, classified.reason)
 
+    asked = dispatched_arguments.get("timeout") if isinstance(dispatched_arguments, dict) else None
+    if isinstance(asked, int | float) and not isinstance(asked, bool):
+        timeout = max(float(timeout), float(asked) + 5)  # the tool's own limit (a shell command's), plus its reply
     timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
     started = time.monotonic()
     try:

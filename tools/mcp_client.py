@@ -87,10 +87,10 @@ class ServerSpec:
         from mcp.client.streamable_http import streamable_http_client
 
         if self.headers:
-            import httpx2
+            from mcp.shared._httpx_utils import create_mcp_http_client
 
-            client = httpx2.AsyncClient(headers=dict(self.headers), follow_redirects=True)
-            return streamable_http_client(self.url, http_client=client)
+            # The SDK's own client and timeouts (30 s, reads 300 s), not httpx's 5 s default.
+            return streamable_http_client(self.url, http_client=create_mcp_http_client(headers=dict(self.headers)))
         return streamable_http_client(self.url)
 
 

@@ -8,10 +8,12 @@ also inside a longer string — and, by shape, private-key blocks and bearer tok
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 MASK = "[REDACTED]"
 # Shorter values are not masked by value: "a" or "1234" would mangle ordinary text. Secrets that
@@ -88,9 +90,16 @@ def redact_data(value: Any) -> Any:
 
 def load_known_secrets() -> int:
     """Read every stored secret once so that this process masks them all; returns how many."""
+    from django.conf import settings
+
     from vigilus.crypto import encrypted_fields
 
     count = 0
+    for url in (os.environ.get("DATABASE_URL"), getattr(settings, "REDIS_URL", "")):  # in `ps`, logs, errors
+        password = urlsplit(url or "").password
+        if password:
+            remember_secret(unquote(password))
+            count += 1
     for model, names in encrypted_fields():
         for row in model._default_manager.values_list(*names):
             for value in row:

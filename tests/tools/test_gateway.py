@@ -128,3 +128,30 @@ def test_process_environments_are_refused(command: str) -> None:
     assert not result.ok
     if result.intent == "read":
         assert "process environments" in result.content
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"path": {"$ref": "#/definitions/nowhere"}}},
+        {"type": "object", "properties": {"path": {"type": "string", "pattern": "\\p{L}+"}}},
+    ],
+)
+def test_a_schema_the_validator_cannot_use_is_a_tool_error_not_a_crash(schema: dict) -> None:
+    Tool.objects.filter(qualified_name="filesystem__stat").update(input_schema=schema)
+    result = gateway.execute("filesystem__stat", {"path": "/tmp"})
+    assert not result.ok and result.decision == "invalid"
+    assert result.content.startswith("the tool's own input schema cannot be used: ")
+
+
+def test_a_calls_own_timeout_widens_how_long_the_gateway_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+
+    def call_tool(self: object, spec: object, name: str, arguments: dict, *, timeout: float, **kwargs: object):
+        waited.append(timeout)
+        raise gateway.MCPClientError("stopped here")
+
+    monkeypatch.setattr(MCPClientPool, "call_tool", call_tool)
+    gateway.execute("shell__run_command", {"command": "uptime", "timeout": 300})
+    gateway.execute("shell__run_command", {"command": "uptime"})
+    assert waited == [305.0, gateway.DEFAULT_TIMEOUT]

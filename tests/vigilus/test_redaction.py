@@ -113,3 +113,15 @@ def test_load_known_secrets_reads_every_stored_secret() -> None:
     _forget(value)
     assert load_known_secrets() >= 1
     assert redact(f"x{value}y") == f"x{MASK}y"
+
+
+def test_the_database_and_redis_passwords_are_masked_once_secrets_are_loaded(
+    monkeypatch: pytest.MonkeyPatch, settings: object, db: None
+) -> None:
+    from vigilus.redaction import load_known_secrets, redact
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://vigilus:db-pass-8841@127.0.0.1:5432/vigilus")
+    settings.REDIS_URL = "redis://:redis-pass-2277@127.0.0.1:6379/0"
+    load_known_secrets()
+    shown = redact("DATABASE_URL=postgres://vigilus:db-pass-8841@h/v REDIS_URL=redis://:redis-pass-2277@h/0")
+    assert "db-pass-8841" not in shown and "redis-pass-2277" not in shown
