@@ -41,7 +41,8 @@ class OperatorAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Operator, form: ModelForm, change: bool) -> None:
         tools = form.cleaned_data.get("tools")
-        services.save_operator(obj, actor=request.user, tools=None if tools is None else list(tools))
+        tools = None if tools is None else services.with_unoffered_tools(obj, list(tools))
+        services.save_operator(obj, actor=request.user, tools=tools)
 
     def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
         """The tools were set (and audited) by `save_operator`; there are no inlines."""

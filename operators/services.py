@@ -41,6 +41,15 @@ def resolve_tools(names: list[str]) -> list[Tool]:
 
 
 @transaction.atomic
+def with_unoffered_tools(operator: Operator, chosen: list[Tool]) -> list[Tool]:
+    """The tools picked in a form, plus the Operator's tools the form could not offer (unavailable now, or
+    withdrawn until re-reviewed): an edit must not drop an assignment the person never saw."""
+    if operator.pk is None:
+        return chosen
+    unoffered = operator.tools.exclude(pk__in=Tool.objects.assignable().values("pk"))
+    return [*chosen, *unoffered]
+
+
 def save_operator(operator: Operator, *, actor: User, tools: list[Tool] | None = None) -> Operator:
     created = operator.pk is None
     operator.full_clean()

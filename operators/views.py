@@ -30,9 +30,9 @@ def operator_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     operator = get_object_or_404(Operator, pk=pk) if pk else None
     form = OperatorForm(request.POST or None, instance=operator)
     if request.method == "POST" and form.is_valid():
-        saved = services.save_operator(
-            form.save(commit=False), actor=request.user, tools=list(form.cleaned_data["tools"])
-        )
+        edited = form.save(commit=False)
+        tools = services.with_unoffered_tools(edited, list(form.cleaned_data["tools"]))
+        saved = services.save_operator(edited, actor=request.user, tools=tools)
         messages.success(request, f"Saved {saved.name}.")
         return redirect("operators")
     return render(request, "operators/form.html", {"form": form, "operator": operator})

@@ -232,3 +232,18 @@ def test_a_withdrawn_tool_cannot_be_posted(admin_client: Client, provider: Provi
     assert response.status_code == 200
     assert "is not one of the available choices" in response.content.decode()
     assert not Operator.objects.exists()
+
+
+def test_editing_keeps_the_tools_the_form_could_not_offer(admin_client: Client, provider: Provider) -> None:
+    """A tool gone for now (its server is down) or withdrawn until re-reviewed stays assigned through an edit."""
+    files = server("files")
+    kept, gone, changed = tool(files, "list", READ_ONLY), tool(files, "gone"), tool(files, "changed")
+    operator = Operator.objects.create(name="fixer", provider=provider)
+    operator.tools.set([kept, gone, changed])
+    Tool.objects.filter(pk=gone.pk).update(available=False)
+    Tool.objects.filter(pk=changed.pk).update(review_state=ReviewState.CHANGED)
+
+    response = admin_client.post(reverse("operator-edit", args=[operator.pk]), form_data(provider, []))
+
+    assert response.status_code == 302
+    assert set(operator.tools.all()) == {gone, changed}  # `list` was unticked; the two it never showed remain
