@@ -40,6 +40,33 @@ class MCPServerAdmin(admin.ModelAdmin):
     fields = ["name", "transport", "command", "args", "env", "url", "headers", "enabled", "trusted", *readonly_fields]
     inlines = [ToolInline]
 
+    # Saves and removals go through the audited services, as the dashboard's do; a tool's intent set in the
+    # inline is audited like `tools set-intent`.
+    def save_model(self, request: HttpRequest, obj: MCPServer, form: Any, change: bool) -> None:
+        from tools.services import save_server
+
+        save_server(obj, actor=request.user)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        _save_intents(request, formset.forms)
+
+    def delete_model(self, request: HttpRequest, obj: MCPServer) -> None:
+        from tools.services import remove_mcp_server
+
+        remove_mcp_server(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+def _save_intents(request: HttpRequest, forms: list[Any]) -> None:
+    from tools.services import set_tool_intent
+
+    for tool_form in forms:
+        if "intent_override" in tool_form.changed_data:
+            set_tool_intent(tool_form.instance, tool_form.cleaned_data["intent_override"], actor=request.user)
+
 
 @admin.register(Tool)
 class ToolAdmin(admin.ModelAdmin):
@@ -61,6 +88,15 @@ class ToolAdmin(admin.ModelAdmin):
         "first_seen_at",
         "last_seen_at",
     ]
+
+    def save_model(self, request: HttpRequest, obj: Tool, form: Any, change: bool) -> None:
+        _save_intents(request, [form])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tools come from discovery, and go by it (marked unavailable, assignments kept)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # --- The infrastructure inventory ---------------------------------------------------------------------

@@ -174,9 +174,20 @@ def save_server(server: MCPServer, *, actor: User) -> MCPServer:
         actor=_actor_name(actor),
         server=server.name,
         transport=server.transport,
+        enabled=server.enabled,
+        trusted=server.trusted,
     )
     pool().close(server.name)
     return server
+
+
+@transaction.atomic
+def remove_mcp_server(server: MCPServer, *, actor: User) -> None:
+    """Remove a server and its tools (and so their assignments); its session is closed."""
+    name, tools = server.name, list(server.tools.values_list("qualified_name", flat=True))
+    server.delete()
+    record("mcp_server.removed", actor=_actor_name(actor), server=name, tools=tools)
+    transaction.on_commit(lambda: pool().close(name))
 
 
 # --- discovery ---------------------------------------------------------------------------------
