@@ -326,52 +326,49 @@ def revoke(grant_id: int, *, actor: User) -> Grant:
     return grant
 
 
-@transaction.atomic
-def expire_requests() -> int:
-    """Pending requests past their time: expired, which counts as denied. Returns how many."""
+def _close_pending(requests: Any, status: str, reason: str) -> list[AccessRequest]:
+    """pending -> `status` for each of `requests` still pending (conditionally: a decision made meanwhile
+    stands), each audited as jit.<status>; the ones closed are returned."""
+    closed = []
     now = timezone.now()
-    expired = 0
-    for request in AccessRequest.objects.filter(status=RequestStatus.PENDING, expires_at__lte=now):
+    for request in requests.filter(status=RequestStatus.PENDING):
         if AccessRequest.objects.filter(pk=request.pk, status=RequestStatus.PENDING).update(
-            status=RequestStatus.EXPIRED, decided_at=now, decision_reason="nobody decided in time"
+            status=status, decided_at=now, decision_reason=reason
         ):
             record(
-                "jit.expired",
-                decision="expired",
+                f"jit.{status}",
+                decision=status,
                 tool=request.tool,
                 intent=request.intent,
                 target=request.target,
+                reason=reason,
                 run=request.run_id,
                 request_id=request.pk,
             )
-            _after_decision(request)
-            expired += 1
-    return expired
+            closed.append(request)
+    return closed
+
+
+@transaction.atomic
+def expire_requests() -> int:
+    """Pending requests past their time: expired, which counts as denied (their runs are woken). How many."""
+    expired = _close_pending(
+        AccessRequest.objects.filter(expires_at__lte=timezone.now()), RequestStatus.EXPIRED, "nobody decided in time"
+    )
+    for request in expired:
+        _after_decision(request)
+    return len(expired)
 
 
 @transaction.atomic
 def withdraw_requests(run_id: int, *, reason: str) -> int:
     """The pending requests of a run that ended (cancelled, failed): withdrawn, audited, off the Approvals page."""
-    withdrawn = 0
-    for request in AccessRequest.objects.filter(run_id=run_id, status=RequestStatus.PENDING):
-        if AccessRequest.objects.filter(pk=request.pk, status=RequestStatus.PENDING).update(
-            status=RequestStatus.WITHDRAWN, decided_at=timezone.now(), decision_reason=reason
-        ):
-            record(
-                "jit.withdrawn",
-                tool=request.tool,
-                intent=request.intent,
-                target=request.target,
-                reason=reason,
-                run=run_id,
-                request_id=request.pk,
-            )
-            withdrawn += 1
+    withdrawn = _close_pending(AccessRequest.objects.filter(run_id=run_id), RequestStatus.WITHDRAWN, reason)
     if withdrawn:
         from jit import live
 
         live.announce_pending()
-    return withdrawn
+    return len(withdrawn)
 
 
 def _after_decision(request: AccessRequest) -> None:

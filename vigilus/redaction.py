@@ -8,7 +8,6 @@ also inside a longer string — and, by shape, private-key blocks and bearer tok
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable
@@ -95,10 +94,10 @@ def load_known_secrets() -> int:
     from vigilus.crypto import encrypted_fields
 
     count = 0
-    for url in (os.environ.get("DATABASE_URL"), getattr(settings, "REDIS_URL", "")):  # in `ps`, logs, errors
-        password = urlsplit(url or "").password
+    redis_password = unquote(urlsplit(getattr(settings, "REDIS_URL", "") or "").password or "")
+    for password in (settings.DATABASES["default"].get("PASSWORD"), redis_password):  # in `ps`, logs, errors
         if password:
-            remember_secret(unquote(password))
+            remember_secret(password)
             count += 1
     for model, names in encrypted_fields():
         for row in model._default_manager.values_list(*names):

@@ -120,7 +120,7 @@ def test_the_database_and_redis_passwords_are_masked_once_secrets_are_loaded(
 ) -> None:
     from vigilus.redaction import load_known_secrets, redact
 
-    monkeypatch.setenv("DATABASE_URL", "postgres://vigilus:db-pass-8841@127.0.0.1:5432/vigilus")
+    monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", "db-pass-8841")
     settings.REDIS_URL = "redis://:redis-pass-2277@127.0.0.1:6379/0"
     load_known_secrets()
     shown = redact("DATABASE_URL=postgres://vigilus:db-pass-8841@h/v REDIS_URL=redis://:redis-pass-2277@h/0")
