@@ -16,13 +16,12 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any, TypedDict
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
+from vigilus.live import send_after_commit
 from vigilus.redaction import redact
 
 WATCHERS_TTL = 24 * 3600  # seconds: a page open longer than a day reconnects and counts again
@@ -108,6 +107,6 @@ def publish_run(run_id: int) -> None:
             approver_html=redact(approver_html) if approver_html else "",
             raised_by=sorted({pk for pk in requesters if pk is not None}),
         )
-        async_to_sync(get_channel_layer().group_send)(run_group(run_id), event)
+        send_after_commit(run_group(run_id), event)
 
     transaction.on_commit(render_and_send)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -16,11 +17,15 @@ class LiveHtml(TypedDict):
     html: str
 
 
-def publish_html(group: str, html: str) -> None:
-    """Send an htmx out-of-band fragment to `group` (e.g. "user.3", "run.12") once the transaction commits."""
-    event = LiveHtml(type="live.html", html=redact(html))
+def send_after_commit(group: str, event: Mapping[str, Any]) -> None:
+    """Send a typed event (its html already redacted) to `group` once the transaction commits."""
 
     def send() -> None:
-        async_to_sync(get_channel_layer().group_send)(group, event)
+        async_to_sync(get_channel_layer().group_send)(group, dict(event))
 
     transaction.on_commit(send)
+
+
+def publish_html(group: str, html: str) -> None:
+    """Send an htmx out-of-band fragment to `group` (e.g. "user.3", "run.12") once the transaction commits."""
+    send_after_commit(group, LiveHtml(type="live.html", html=redact(html)))
