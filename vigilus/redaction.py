@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 MASK = "[REDACTED]"
 # Shorter values are not masked by value: "a" or "1234" would mangle ordinary text. Secrets that
@@ -87,6 +87,25 @@ def redact_data(value: Any) -> Any:
     return value
 
 
+def _token_like(part: str) -> bool:
+    """Random-looking enough to be a token, a webhook id or a private topic, not a word like `message` (which,
+    masked, would blank that word in every log line and transcript)."""
+    return len(part) >= 16 or (len(part) >= 8 and any(c.isdigit() for c in part) and any(c.isalpha() for c in part))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a service URL (Apprise, Redis) that may be secret: the URL itself, its password, and the
+    user, a host that is not a DNS name (ntfy://topic), path segments and query values that look like tokens."""
+    parts = urlsplit(url)
+    candidates = [
+        unquote(parts.username or ""),
+        "" if "." in (parts.hostname or "") else parts.hostname or "",  # a DNS name or an address is no secret
+        *(unquote(segment) for segment in parts.path.split("/")),
+        *(value for _key, value in parse_qsl(parts.query)),
+    ]
+    return [url, unquote(parts.password or ""), *filter(_token_like, candidates)]
+
+
 def load_known_secrets() -> int:
     """Read every stored secret once so that this process masks them all; returns how many."""
     from django.conf import settings
@@ -94,11 +113,12 @@ def load_known_secrets() -> int:
     from vigilus.crypto import encrypted_fields
 
     count = 0
-    redis_password = unquote(urlsplit(getattr(settings, "REDIS_URL", "") or "").password or "")
-    for password in (settings.DATABASES["default"].get("PASSWORD"), redis_password):  # in `ps`, logs, errors
-        if password:
-            remember_secret(password)
-            count += 1
+    password = settings.DATABASES["default"].get("PASSWORD")  # in `ps`, logs, errors
+    if password:
+        remember_secret(password)
+        count += 1
+    if getattr(settings, "REDIS_URL", ""):
+        remember_secrets(url_secrets(settings.REDIS_URL))
     for model, names in encrypted_fields():
         for row in model._default_manager.values_list(*names):
             for value in row:

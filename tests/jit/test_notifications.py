@@ -211,7 +211,7 @@ def test_apprises_debug_lines_never_show_a_urls_secret_parts(
 
 
 def test_only_the_token_like_parts_of_a_url_are_masked() -> None:
-    from jit.notifications import url_secrets
+    from vigilus.redaction import url_secrets
 
     secrets = url_secrets("gotify://admin:pw-1234@push.example.com/message/AbC8dEf9GhI0?priority=high&token=x7Y2z9Q4")
     assert "pw-1234" in secrets and "AbC8dEf9GhI0" in secrets and "x7Y2z9Q4" in secrets
