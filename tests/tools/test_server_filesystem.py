@@ -62,7 +62,7 @@ def refused(tool: str, arguments: dict[str, Any], *expected: str) -> str:
     message = text_of(result)
     assert result.is_error, message
     for part in expected:
-        assert part in message
+        assert part in message, message
     return message
 
 
