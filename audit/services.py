@@ -68,10 +68,13 @@ class AuditWriteError(RuntimeError):
 # --- record ----------------------------------------------------------------------------------------
 
 
+_MAX_LENGTHS = {f.name: f.max_length for f in AuditEntry._meta.concrete_fields}
+
+
 def _clean_text(value: Any, column: str) -> str:
     """A redacted string that fits the column (NUL characters cannot be stored by PostgreSQL)."""
     text = redact(str(value)).replace("\x00", "\ufffd") if value is not None else ""
-    max_length = AuditEntry._meta.get_field(column).max_length
+    max_length = _MAX_LENGTHS[column]
     return text[:max_length] if max_length else text
 
 

@@ -26,6 +26,7 @@ import string
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,17 @@ def classify_command(command: str) -> CommandClassification:
     when it mentions a privilege-changing command)."""
     if not isinstance(command, str):
         return CommandClassification(Intent.EXEC, "the command line is not text")
+    return _classify_remembered(command) if len(command) <= 1024 else _classify_text(command)
+
+
+@lru_cache(maxsize=512)
+def _classify_remembered(command: str) -> CommandClassification:
+    """The classification is a pure function of the text (the rules are fixed data): the lines an
+    Operator repeats (`uptime`, `df -h`, `docker ps`) are parsed once per process."""
+    return _classify_text(command)
+
+
+def _classify_text(command: str) -> CommandClassification:
     if "\x00" in command:
         return _opaque(command, "the command line contains a NUL byte")
     if not command.strip():

@@ -23,6 +23,7 @@ from tools.errors import InventoryError
 from tools.intent import call_target, classify_call
 from tools.mcp_client import MCPClientError, ServerSpec, pool
 from tools.models import Tool
+from vigilus.prepared import PreparedLookup
 from vigilus.redaction import redact, redact_data
 
 logger = logging.getLogger("vigilus.tools.gateway")
@@ -30,6 +31,10 @@ logger = logging.getLogger("vigilus.tools.gateway")
 DEFAULT_TIMEOUT = 120.0
 MAX_TIMEOUT = 900.0
 OUTPUT_CAP = 64 * 1024  # characters of tool output handed back to the model
+
+# The tool and its server, read fresh before every call (a withdrawn or disabled tool must not run), with
+# SQL the ORM compiles once.
+_tool_named = PreparedLookup(lambda name: Tool.objects.select_related("server").filter(qualified_name=name))
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ def execute(
     a callable is asked only when the call needs a grant.
     `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
     """
-    tool = Tool.objects.select_related("server").filter(qualified_name=qualified_name).first()
+    tool = _tool_named(qualified_name)
     who = getattr(operator, "name", "") or actor
     base = {
         "actor": who,

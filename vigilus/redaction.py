@@ -29,6 +29,9 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 
+# Text in which none of the shapes above can start is left alone without running them one by one.
+_SHAPE_HINT = re.compile(r"PRIVATE KEY|Bearer|Basic|api|passw|secret|token|authorization", re.IGNORECASE)
+
 _lock = threading.Lock()
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -60,11 +63,13 @@ def _secrets_pattern() -> re.Pattern[str] | None:
 
 def redact(text: str) -> str:
     """`text` with every known secret, private-key block and bearer token replaced by [REDACTED]."""
-    if not text:
+    if not text or len(text) < MIN_SECRET_LENGTH:  # too short to hold a secret or any of the shapes
         return text
     pattern = _secrets_pattern()
     if pattern is not None:
         text = pattern.sub(MASK, text)
+    if not _SHAPE_HINT.search(text):
+        return text
     text = _PRIVATE_KEY_BLOCK.sub(MASK, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     text = _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)
