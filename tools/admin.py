@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -22,8 +23,21 @@ from tools.models import (
 )
 
 
+class ToolIntentForm(forms.ModelForm):
+    """A tool's intent, refused with a form error (not a crash on save) where the tool takes none."""
+
+    def clean_intent_override(self) -> str:
+        from tools.services import intent_refusal
+
+        intent = self.cleaned_data.get("intent_override") or ""
+        if intent and (problem := intent_refusal(self.instance)):
+            raise forms.ValidationError(problem)
+        return intent
+
+
 class ToolInline(admin.TabularInline):
     model = Tool
+    form = ToolIntentForm
     fields = ["qualified_name", "review_state", "intent_override", "available"]
     readonly_fields = ["qualified_name", "review_state", "available"]
     extra = 0
@@ -70,6 +84,7 @@ def _save_intents(request: HttpRequest, forms: list[Any]) -> None:
 
 @admin.register(Tool)
 class ToolAdmin(admin.ModelAdmin):
+    form = ToolIntentForm
     list_display = ["qualified_name", "server", "review_state", "intent_override", "available", "last_seen_at"]
     list_filter = ["server", "review_state", "intent_override", "available"]
     list_select_related = ["server"]

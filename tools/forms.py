@@ -18,9 +18,16 @@ class MCPServerForm(forms.ModelForm):
         }
 
 
+# What `tools.intent.effective_intent_label` says of command-line tools (operators.forms names it the same).
+PER_CALL = "per call"
+
+
 class ToolFilterForm(forms.Form):
     server = forms.CharField(required=False)
-    intent = forms.ChoiceField(choices=[("", "any intent"), *Intent.choices], required=False)
+    # Filters on the intent the catalogue shows: command-line tools only under "per call", as their command decides.
+    intent = forms.ChoiceField(
+        choices=[("", "any intent"), *Intent.choices, (PER_CALL, "per call (command line)")], required=False
+    )
     review_state = forms.ChoiceField(choices=[("", "any state"), *ReviewState.choices], required=False)
 
 

@@ -72,6 +72,12 @@ class MCPServer(models.Model):
                 _json_object(getattr(self, field), field)
             except (ValueError, ValidationError):
                 errors[field] = f"{field} must be a JSON object of strings."
+        if self.transport in (Transport.STREAMABLE_HTTP, Transport.SSE) and self.url and "headers" not in errors:
+            from tools.mcp_client import ServerSpec
+
+            spec = ServerSpec(self.name, self.transport, url=self.url, headers=tuple(self.header_map.items()))
+            if problem := spec.problem():
+                errors["headers" if problem.startswith("header ") else "url"] = problem[0].upper() + problem[1:] + "."
         if errors:
             raise ValidationError(errors)
 
@@ -101,6 +107,13 @@ class Tool(models.Model):
     annotations = models.JSONField(default=dict, blank=True)
     definition_hash = models.CharField(max_length=64)
     reviewed_hash = models.CharField(max_length=64, blank=True, help_text="The definition a person last reviewed.")
+    reviewed_definition = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What a person last accepted (description, input_schema, annotations and its hash): "
+        "the definition a changed tool is compared with.",
+    )
     review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.NEW)
     intent_override = models.CharField(
         "intent", max_length=16, choices=Intent.choices, blank=True, help_text="A person's setting; empty = derived."

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from audit.services import record
 from tools.choices import Intent, ReviewState, ServerSource, ServerStatus, Transport
+from tools.intent import COMMAND_LINE_TOOLS
 from tools.mcp_client import MCPClientError, ServerSpec, pool
 from tools.models import QUALIFIER, MCPServer, Tool
 
@@ -31,6 +34,9 @@ class MCPConfigError(ValueError):
 
 @dataclass
 class ServerReport:
+    """One server's discovery: its status, the tools recorded, and what is wrong (also with an `ok` status, e.g.
+    a tool skipped because its qualified name is taken)."""
+
     name: str
     status: str
     tools: int = 0
@@ -39,8 +45,13 @@ class ServerReport:
 
 @dataclass
 class DiscoveryReport:
+    """What discovery found. `config_error`: mcp.json as a whole is unusable, nothing in it was applied.
+    `problems`: mcp.json entries skipped with no server row to show why (a bad name, a name already taken).
+    An entry that is only wrong inside shows as its server, status misconfigured."""
+
     servers: list[ServerReport] = field(default_factory=list)
     config_error: str = ""
+    problems: list[str] = field(default_factory=list)
 
 
 def _actor_name(actor: User | None) -> str:
@@ -54,74 +65,207 @@ def mcp_json_path() -> Path:
     return Path(settings.DATA_DIR) / MCP_JSON
 
 
-def _server_fields(name: str, entry: Any) -> dict[str, Any]:
-    """The MCPServer fields for one `mcpServers` entry (the desktop MCP clients' format)."""
-    where = f"{MCP_JSON}: server {name!r}"
+class _EntryError(ValueError):
+    """One `mcpServers` entry cannot be used; the message says why (never quoting a value that may be secret)."""
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON calls the type of a value, for messages that must not quote it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _string_map(value: Any, key: str) -> str:
+    """An `env` or `headers` object as stored (a JSON object of strings, '' when empty)."""
+    if not isinstance(value, dict):
+        raise _EntryError(f"`{key}` must be an object, not {_json_kind(value)}.")
+    return json.dumps({str(k): str(v) for k, v in value.items()}) if value else ""
+
+
+def _server_fields(entry: Any) -> dict[str, Any]:
+    """The MCPServer fields for one `mcpServers` entry (the desktop MCP clients' format). Raises _EntryError."""
     if not isinstance(entry, dict):
-        raise MCPConfigError(f"{where} must be an object with `command` or `url`.")
+        raise _EntryError(f"must be an object with `command` (stdio) or `url` (HTTP), not {_json_kind(entry)}.")
+    for flag in ("trusted", "disabled"):
+        if not isinstance(entry.get(flag, False), bool):
+            raise _EntryError(f"`{flag}` must be true or false, not {entry[flag]!r}.")
+    flags = {"trusted": entry.get("trusted", False), "enabled": not entry.get("disabled", False)}
     if entry.get("command"):
+        if not isinstance(entry["command"], str):
+            kind = _json_kind(entry["command"])
+            raise _EntryError(f"`command` must be a string (the program; its arguments go in `args`), not {kind}.")
         args = entry.get("args", [])
-        env = entry.get("env", {})
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise MCPConfigError(f"{where}: `args` must be a list of strings.")
-        if not isinstance(env, dict):
-            raise MCPConfigError(f"{where}: `env` must be an object.")
+            raise _EntryError("`args` must be a list of strings.")
         return {
             "transport": Transport.STDIO,
-            "command": str(entry["command"]),
+            "command": entry["command"],
             "args": args,
-            "env": json.dumps({str(k): str(v) for k, v in env.items()}) if env else "",
+            "env": _string_map(entry.get("env", {}), "env"),
             "url": "",
             "headers": "",
+            **flags,
         }
     if entry.get("url"):
-        kind = str(entry.get("type") or entry.get("transport") or "").lower().replace("-", "_")
-        transport = Transport.SSE if kind == "sse" else Transport.STREAMABLE_HTTP
-        headers = entry.get("headers", {})
-        if not isinstance(headers, dict):
-            raise MCPConfigError(f"{where}: `headers` must be an object.")
+        if not isinstance(entry["url"], str):
+            raise _EntryError(f"`url` must be a string, not {_json_kind(entry['url'])}.")
+        given = entry.get("type") or entry.get("transport") or ""
+        kind = str(given).lower().replace("-", "_")
+        if kind not in ("", "sse", "http", "streamable_http", "streamablehttp"):
+            raise _EntryError(f'`type` {given!r} is not a transport: use "streamable-http" (or "http") or "sse".')
         return {
-            "transport": transport,
-            "url": str(entry["url"]),
+            "transport": Transport.SSE if kind == "sse" else Transport.STREAMABLE_HTTP,
+            "url": entry["url"],
             "command": "",
             "args": [],
             "env": "",
-            "headers": json.dumps({str(k): str(v) for k, v in headers.items()}) if headers else "",
+            "headers": _string_map(entry.get("headers", {}), "headers"),
+            **flags,
         }
-    raise MCPConfigError(f"{where} has neither `command` (stdio) nor `url` (HTTP).")
+    raise _EntryError("has neither `command` (stdio) nor `url` (HTTP).")
 
 
-def read_mcp_json(path: Path | None = None) -> dict[str, dict[str, Any]]:
-    """{name: MCPServer fields} from mcp.json; {} when there is no file. Raises MCPConfigError."""
+def _transport_hint(entry: Any) -> str:
+    """The transport an unusable entry seems to mean, for its misconfigured row."""
+    return Transport.STREAMABLE_HTTP if isinstance(entry, dict) and entry.get("url") else Transport.STDIO
+
+
+def _name_problem(name: str) -> str:
+    """Why `name` cannot name an MCPServer ('' when it can), with a usable name to rename it to if there is one."""
+    try:
+        MCPServer._meta.get_field("name").clean(name, None)
+    except ValidationError as exc:
+        problem = f"{MCP_JSON}: server {name!r} is skipped: its name is not valid: {' '.join(exc.messages)}"
+        suggestion = re.sub(r"_{2,}", "_", re.sub(r"[^a-z0-9_-]+", "-", name.strip().lower())).strip("-_")[:64]
+        if suggestion and suggestion != name and not _name_problem(suggestion):
+            problem += f" Rename it, e.g. to {suggestion!r}."
+        return problem
+    return ""
+
+
+@dataclass
+class MCPConfig:
+    """mcp.json as read: entries by name (file order), each usable one's MCPServer fields, each unusable one's
+    problem, and the entries skipped for their name (full messages)."""
+
+    entries: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_mcp_json(path: Path | None = None) -> MCPConfig:
+    """mcp.json's entries, each either usable (fields) or not (its problem); empty when there is no file.
+
+    One bad entry spoils only itself. Raises MCPConfigError when the file as a whole cannot be used."""
     path = path or mcp_json_path()
     if not path.exists():
-        return {}
+        return MCPConfig()
     try:
-        data = json.loads(path.read_text() or "{}")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark (an editor on Windows) is not an error
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MCPConfigError(f"{path}: cannot be read: {exc}.") from None
+    try:
+        data = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
         raise MCPConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
     servers = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(servers, dict):
-        raise MCPConfigError(f'{path}: expected {{"mcpServers": {{"name": {{...}}}}}}.')
-    out = {}
+        hint = ""
+        if isinstance(data, dict) and isinstance(data.get("servers"), dict):
+            hint = " It has `servers` (the VS Code format): rename that key to `mcpServers`."
+        raise MCPConfigError(f'{path}: expected {{"mcpServers": {{"name": {{...}}}}}}.{hint}')
+    config = MCPConfig()
     for name, entry in servers.items():
-        fields = _server_fields(name, entry)
-        for flag in ("trusted", "disabled"):
-            if not isinstance(entry.get(flag, False), bool):
-                raise MCPConfigError(
-                    f"{MCP_JSON}: server {name!r}: `{flag}` must be true or false, not {entry[flag]!r}."
-                )
-        fields["trusted"] = entry.get("trusted", False)
-        fields["enabled"] = not entry.get("disabled", False)
-        out[name] = fields
-    return out
+        if problem := _name_problem(name):
+            config.skipped.append(problem)
+            continue
+        config.entries[name] = entry
+        try:
+            config.servers[name] = _server_fields(entry)
+        except _EntryError as exc:
+            config.broken[name] = str(exc)
+    return config
+
+
+def _taken_names(config: MCPConfig) -> dict[str, str]:
+    """{name: message} for entries whose name a built-in or dashboard server already has (they are ignored)."""
+    taken = MCPServer.objects.filter(name__in=list(config.entries)).exclude(source=ServerSource.MCP_JSON)
+    return {
+        server.name: (
+            f"{MCP_JSON}: server {server.name!r} is ignored: a {server.get_source_display()} server already has "
+            "that name. Rename the entry."
+        )
+        for server in taken
+    }
+
+
+def mcp_json_problems() -> list[str]:
+    """What is wrong with mcp.json that no server row shows (for the servers page): the file's own error, or
+    the entries skipped for their name. Reads only; an entry wrong inside shows as its server, misconfigured."""
+    try:
+        config = read_mcp_json()
+    except MCPConfigError as exc:
+        return [str(exc)]
+    return [*config.skipped, *_taken_names(config).values()]
 
 
 # --- configuration -----------------------------------------------------------------------------
 
 
-def sync_configured_servers() -> str:
-    """Bring MCPServer rows in line with the built-in servers and mcp.json. Returns mcp.json's error, if any."""
+def _apply_entry(server: MCPServer, fields: dict[str, Any]) -> str:
+    """Save the entry's fields on its row; '' or, when the row would not be valid, the problem (nothing saved).
+
+    A row that was misconfigured or gone from the file is usable again (status unknown until discovered)."""
+    for key, value in fields.items():
+        setattr(server, key, value)
+    try:
+        server.full_clean()
+    except ValidationError as exc:
+        return "; ".join(f"{key}: {' '.join(messages)}" for key, messages in exc.message_dict.items())
+    if not server.enabled:
+        server.status, server.last_error = ServerStatus.DISABLED, f"disabled in {MCP_JSON}"
+    elif server.status in (ServerStatus.MISCONFIGURED, ServerStatus.DISABLED):
+        server.status, server.last_error = ServerStatus.UNKNOWN, ""
+    server.save()
+    return ""
+
+
+def _mark_misconfigured(name: str, server: MCPServer | None, entry: Any, problem: str) -> None:
+    """The entry cannot be used: its row (made if there is none, disabled) says so and its tools are withdrawn.
+    An existing row keeps its last good configuration."""
+    error = f"{MCP_JSON}: {problem}"
+    logger.error("%s: server %r: %s", MCP_JSON, name, problem)
+    if server is None or server.pk is None:
+        server = MCPServer.objects.create(
+            name=name,
+            source=ServerSource.MCP_JSON,
+            transport=_transport_hint(entry),
+            enabled=False,
+            status=ServerStatus.MISCONFIGURED,
+            last_error=error,
+        )
+    else:
+        MCPServer.objects.filter(pk=server.pk).update(status=ServerStatus.MISCONFIGURED, last_error=error)
+    Tool.objects.filter(server=server).update(available=False)
+
+
+def sync_configured_servers() -> DiscoveryReport:
+    """Bring MCPServer rows in line with the built-in servers and mcp.json.
+
+    Returns a report without servers: mcp.json's error when the file as a whole is unusable (then nothing in it
+    is applied) and the entries skipped for their name. Every other entry is applied on its own: a usable one
+    creates or updates its row; an unusable one marks its row misconfigured (creating it, disabled, if needed).
+    A row whose entry left the file is disabled, not deleted."""
     from tools.servers import BUILTIN_SERVERS
 
     for name in BUILTIN_SERVERS:
@@ -129,36 +273,31 @@ def sync_configured_servers() -> str:
             name=name,
             defaults={"transport": Transport.BUILTIN, "source": ServerSource.BUILTIN, "trusted": True},
         )
+    report = DiscoveryReport()
     try:
-        configured = read_mcp_json()
+        config = read_mcp_json()
     except MCPConfigError as exc:
         logger.error("%s", exc)
-        return str(exc)
-    for name, fields in configured.items():
-        server = MCPServer.objects.filter(name=name).first()
-        if server is not None and server.source != ServerSource.MCP_JSON:
-            logger.warning(
-                "%s: server %r is already defined (%s); the mcp.json entry is ignored",
-                MCP_JSON,
-                name,
-                server.get_source_display(),
-            )
+        report.config_error = str(exc)
+        return report
+    taken = _taken_names(config)
+    report.problems = [*config.skipped, *taken.values()]
+    for problem in report.problems:
+        logger.error("%s", problem)
+    rows = {server.name: server for server in MCPServer.objects.filter(name__in=list(config.entries))}
+    for name, entry in config.entries.items():
+        if name in taken:
             continue
-        server = server or MCPServer(name=name, source=ServerSource.MCP_JSON)
-        for key, value in fields.items():
-            setattr(server, key, value)
-        try:
-            server.full_clean()
-        except ValidationError as exc:
-            message = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-            logger.error("%s: server %r: %s", MCP_JSON, name, message)
-            if server.pk:
-                MCPServer.objects.filter(pk=server.pk).update(status=ServerStatus.MISCONFIGURED, last_error=message)
-            continue
-        server.save()
-    gone = MCPServer.objects.filter(source=ServerSource.MCP_JSON).exclude(name__in=list(configured))
+        server = rows.get(name)
+        problem = config.broken.get(name) or _apply_entry(
+            server or MCPServer(name=name, source=ServerSource.MCP_JSON), config.servers[name]
+        )
+        if problem:
+            _mark_misconfigured(name, server, entry, problem)
+    gone = MCPServer.objects.filter(source=ServerSource.MCP_JSON).exclude(name__in=list(config.entries))
+    Tool.objects.filter(server__in=gone).update(available=False)
     gone.update(enabled=False, status=ServerStatus.DISABLED, last_error=f"no longer in {MCP_JSON}")
-    return ""
+    return report
 
 
 @transaction.atomic
@@ -209,11 +348,44 @@ def _is_assigned(tool: Tool) -> bool:
     )
 
 
-def _upsert_tools(server: MCPServer, listed: list[Any]) -> int:
-    """Record the listed tools: new ones created, known ones updated, missing ones made unavailable.
+def _recordable_tools(server: MCPServer, listed: list[Any]) -> tuple[list[Any], list[str]]:
+    """The listed tools that can be recorded, and why each other one is skipped: no name, a name too long, a
+    name listed twice, or a qualified name another server's tool already has (server `a_` with tool `b` and
+    server `a` with tool `_b` are both `a___b`: the one recorded first keeps it)."""
+    longest = Tool._meta.get_field("name").max_length
+    problems: list[str] = []
+    seen: set[str] = set()
+    named = []
+    for item in listed:
+        if not item.name:
+            problems.append("a tool without a name is skipped.")
+        elif len(item.name) > longest:
+            problems.append(f"tool {item.name[:40]!r}... is skipped: its name is longer than {longest} characters.")
+        elif item.name in seen:
+            problems.append(f"tool {item.name!r} is listed twice: the first is kept.")
+        else:
+            seen.add(item.name)
+            named.append(item)
+    qualified = {f"{server.name}{QUALIFIER}{item.name}": item for item in named}
+    taken = dict(
+        Tool.objects.filter(qualified_name__in=list(qualified))
+        .exclude(server=server)
+        .values_list("qualified_name", "server__name")
+    )
+    for name, owner in taken.items():
+        problems.append(
+            f"tool {qualified[name].name!r} is skipped: its qualified name {name} is already server {owner!r}'s."
+        )
+    return [item for name, item in qualified.items() if name not in taken], problems
+
+
+def _upsert_tools(server: MCPServer, listed: list[Any]) -> tuple[int, list[str]]:
+    """Record the listed tools: new ones created, known ones updated, missing ones made unavailable. Returns how
+    many were recorded and why any others were skipped.
 
     One query reads the server's tools; new ones are written in one, unchanged ones touched in one."""
     now = timezone.now()
+    listed, problems = _recordable_tools(server, listed)
     known = {tool.name: tool for tool in Tool.objects.filter(server=server)}
     created: list[Tool] = []
     unchanged: list[int] = []
@@ -236,6 +408,7 @@ def _upsert_tools(server: MCPServer, listed: list[Any]) -> int:
                     annotations=annotations,
                     definition_hash=digest,
                     reviewed_hash=digest if reviewed else "",
+                    reviewed_definition=definition_record(digest, description, schema, annotations) if reviewed else {},
                     review_state=ReviewState.REVIEWED if reviewed else ReviewState.NEW,
                     available=True,
                     last_seen_at=now,
@@ -257,7 +430,14 @@ def _upsert_tools(server: MCPServer, listed: list[Any]) -> int:
             continue
         if changed and server.source == ServerSource.BUILTIN:
             tool.review_state, tool.reviewed_hash = ReviewState.REVIEWED, digest  # Vigilus's own code changed
+            tool.reviewed_definition = definition_record(digest, description, schema, annotations)
         elif changed and (tool.review_state == ReviewState.REVIEWED or _is_assigned(tool)):
+            if tool.review_state != ReviewState.CHANGED and not tool.reviewed_definition:
+                # Assigned without a review (or reviewed before definitions were kept): the definition in use
+                # until now is what the change is shown against.
+                tool.reviewed_definition = definition_record(
+                    tool.definition_hash, tool.description, tool.input_schema, tool.annotations
+                )
             tool.review_state = ReviewState.CHANGED
             record(
                 "tool.definition_changed",
@@ -271,39 +451,50 @@ def _upsert_tools(server: MCPServer, listed: list[Any]) -> int:
         tool.description, tool.input_schema, tool.annotations = description, schema, annotations
         tool.definition_hash, tool.available, tool.last_seen_at = digest, True, now
         tool.save()
-    Tool.objects.bulk_create(created)
+    # Two discoveries at once (two workers starting, a Refresh meanwhile) may both find a tool new: the first
+    # one's row stands, and the second discovery goes on instead of failing.
+    Tool.objects.bulk_create(created, ignore_conflicts=True)
     Tool.objects.filter(pk__in=unchanged).update(last_seen_at=now)
     listed_names = [item.name for item in listed]
     Tool.objects.filter(server=server).exclude(name__in=listed_names).update(available=False)
-    return len(listed_names)
+    return len(listed_names), problems
 
 
 def discover_server(server: MCPServer) -> ServerReport:
-    """Connect, list the tools, record them and the server's status. Never raises for a bad server."""
-    if not server.enabled:
+    """Connect, list the tools, record them and the server's status. Never raises for a bad server.
+
+    A server marked misconfigured (its mcp.json entry is unusable) is not contacted: it keeps that status and
+    error, and its tools stay unavailable, until a sync finds its entry fixed."""
+    stored = MCPServer.objects.filter(pk=server.pk).values_list("status", "last_error", "enabled").first()
+    status, last_error, enabled = stored or (server.status, server.last_error, server.enabled)
+    if status == ServerStatus.MISCONFIGURED:
+        Tool.objects.filter(server=server).update(available=False)
+        return ServerReport(server.name, ServerStatus.MISCONFIGURED, error=last_error)
+    if not enabled:
         Tool.objects.filter(server=server).update(available=False)
         MCPServer.objects.filter(pk=server.pk).update(status=ServerStatus.DISABLED)
-        return ServerReport(server.name, ServerStatus.DISABLED, error=server.last_error)
+        return ServerReport(server.name, ServerStatus.DISABLED, error=last_error)
+    # Each status below is written only if the server was not marked misconfigured meanwhile.
+    still_usable = MCPServer.objects.filter(pk=server.pk).exclude(status=ServerStatus.MISCONFIGURED)
     try:
         listed = pool().list_tools(ServerSpec.of(server))
     except (MCPClientError, ValueError, OSError) as exc:
         error = str(exc)
         Tool.objects.filter(server=server).update(available=False)
-        MCPServer.objects.filter(pk=server.pk).update(
-            status=ServerStatus.UNREACHABLE, last_error=error, last_discovered_at=timezone.now()
-        )
+        still_usable.update(status=ServerStatus.UNREACHABLE, last_error=error, last_discovered_at=timezone.now())
         return ServerReport(server.name, ServerStatus.UNREACHABLE, error=error)
     with transaction.atomic():
-        count = _upsert_tools(server, listed)
-        MCPServer.objects.filter(pk=server.pk).update(
-            status=ServerStatus.OK, last_error="", last_discovered_at=timezone.now()
-        )
-    return ServerReport(server.name, ServerStatus.OK, tools=count)
+        count, problems = _upsert_tools(server, listed)
+        error = " ".join(problems)
+        for problem in problems:
+            logger.warning("server %s: %s", server.name, problem)
+        still_usable.update(status=ServerStatus.OK, last_error=error, last_discovered_at=timezone.now())
+    return ServerReport(server.name, ServerStatus.OK, tools=count, error=error)
 
 
 def discover_all() -> DiscoveryReport:
     """Discovery as at every worker start: built-ins and mcp.json, then every server's tools."""
-    report = DiscoveryReport(config_error=sync_configured_servers())
+    report = sync_configured_servers()
     for server in MCPServer.objects.all():
         report.servers.append(discover_server(server))
     return report
@@ -312,18 +503,106 @@ def discover_all() -> DiscoveryReport:
 # --- review and intents ------------------------------------------------------------------------
 
 
+REVIEWED_PARTS: dict[str, str] = {
+    "description": "Description",
+    "input_schema": "Input schema",
+    "annotations": "Annotations",
+}
+
+
+def definition_record(digest: str, description: str, input_schema: dict, annotations: dict) -> dict[str, Any]:
+    """A tool definition as `Tool.reviewed_definition` keeps it."""
+    return {"hash": digest, "description": description, "input_schema": input_schema, "annotations": annotations}
+
+
+@dataclass(frozen=True)
+class DefinitionChange:
+    """One part of a tool's definition that differs from what a person last accepted, as a unified diff."""
+
+    part: str
+    label: str
+    diff: str
+
+
+def _readable(part: str, value: Any) -> list[str]:
+    if part == "description":
+        return str(value or "").splitlines()
+    return json.dumps(value if value is not None else {}, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def definition_changes(tool: Tool) -> list[DefinitionChange] | None:
+    """What differs between the tool's definition and the one a person last accepted, part by part
+    (description, input schema, annotations). None when no earlier definition is kept to compare with."""
+    before = tool.reviewed_definition or {}
+    if not before:
+        return None
+    changes = []
+    for part, label in REVIEWED_PARTS.items():
+        old, new = _readable(part, before.get(part)), _readable(part, getattr(tool, part))
+        if old != new:
+            lines = difflib.unified_diff(old, new, fromfile=f"{label}, reviewed", tofile=f"{label}, now", lineterm="")
+            changes.append(DefinitionChange(part, label, "\n".join(lines)))
+    return changes
+
+
+def current_definition_text(tool: Tool) -> dict[str, str]:
+    """The tool's definition, part by part, as readable text (what a person accepts by reviewing it)."""
+    return {label: "\n".join(_readable(part, getattr(tool, part))) for part, label in REVIEWED_PARTS.items()}
+
+
 @transaction.atomic
-def review_tool(tool: Tool, *, actor: User) -> Tool:
-    """A person accepts the tool's current definition: it is assignable again."""
-    Tool.objects.filter(pk=tool.pk).update(review_state=ReviewState.REVIEWED, reviewed_hash=tool.definition_hash)
+def review_tool(tool: Tool, *, actor: User, seen_hash: str | None = None) -> Tool:
+    """A person accepts the tool's definition they saw: it is assignable again.
+
+    `seen_hash` is the definition hash the person was shown (default: the hash of the `tool` passed in). If the
+    definition changed since, nothing changes and a ValidationError says so: they must look again."""
+    seen = tool.definition_hash if seen_hash is None else seen_hash.strip().lower()
+    current = Tool.objects.select_for_update().filter(pk=tool.pk).first()
+    if current is None:
+        raise ValidationError(f"{tool.qualified_name} no longer exists.", code="gone")
+    if not seen:
+        raise ValidationError(
+            f"The review of {current.qualified_name} did not say which definition was reviewed: reload and look again.",
+            code="no_hash",
+        )
+    if seen != current.definition_hash:
+        raise ValidationError(
+            f"{current.qualified_name} changed its definition again since it was shown (shown: {seen[:12]}, "
+            f"now: {current.definition_hash[:12]}). Nothing was reviewed: look at the new definition and review "
+            "that.",
+            code="stale",
+        )
+    previous_hash = current.reviewed_hash
+    Tool.objects.filter(pk=current.pk, definition_hash=seen).update(
+        review_state=ReviewState.REVIEWED,
+        reviewed_hash=seen,
+        reviewed_definition=definition_record(seen, current.description, current.input_schema, current.annotations),
+    )
     tool.refresh_from_db()
-    record("tool.reviewed", actor=_actor_name(actor), tool=tool.qualified_name, hash=tool.definition_hash)
+    record(
+        "tool.reviewed",
+        actor=_actor_name(actor),
+        tool=tool.qualified_name,
+        hash=tool.definition_hash,
+        previous_hash=previous_hash,
+    )
     return tool
+
+
+def intent_refusal(tool: Tool) -> str:
+    """Why a person may not set this tool's intent ('' when they may)."""
+    if tool.qualified_name in COMMAND_LINE_TOOLS:
+        return f"{tool.qualified_name} is classified per call from its command line; it takes no intent."
+    return ""
 
 
 @transaction.atomic
 def set_tool_intent(tool: Tool, intent: str | None, *, actor: User) -> Tool:
-    """A person's intent for a tool ('' or None: derive it again from annotations)."""
+    """A person's intent for a tool ('' or None: derive it again from annotations).
+
+    Command-line tools take no intent: each call's command line decides it."""
+    if intent and (problem := intent_refusal(tool)):
+        raise ValidationError({"intent": problem})
     if intent:
         try:
             intent = Intent(intent).value

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -11,9 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import record
 from tools import services, tasks
-from tools.choices import ServerSource
+from tools.choices import ReviewState, ServerSource
 from tools.forms import MCPServerForm, ToolFilterForm, ToolIntentForm
-from tools.intent import COMMAND_LINE_TOOLS, base_intent
+from tools.intent import COMMAND_LINE_TOOLS, base_intent, effective_intent_label
 from tools.models import MCPServer, Tool
 from tools.services import mcp_json_path
 from vigilus.permissions import admin_required
@@ -22,8 +24,16 @@ from vigilus.services import is_admin
 
 @require_GET
 def server_list(request: HttpRequest) -> HttpResponse:
-    servers = MCPServer.objects.all()
-    context = {"servers": servers, "can_edit": is_admin(request.user), "mcp_json": mcp_json_path()}
+    servers = MCPServer.objects.annotate(
+        available_tools=Count("tools", filter=Q(tools__available=True)),
+        unavailable_tools=Count("tools", filter=Q(tools__available=False)),
+    )
+    context = {
+        "servers": servers,
+        "can_edit": is_admin(request.user),
+        "mcp_json": mcp_json_path(),
+        "mcp_json_problems": services.mcp_json_problems(),
+    }
     return render(request, "tools/servers.html", context)
 
 
@@ -50,20 +60,24 @@ def server_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @require_GET
 def catalogue(request: HttpRequest) -> HttpResponse:
     filters = ToolFilterForm(request.GET or None)
+    filters.is_valid()  # a bad choice is shown as an error; the valid filters still apply
+    wanted = getattr(filters, "cleaned_data", {})
     tools = Tool.objects.select_related("server")
-    wanted_intent = ""
-    if filters.is_valid():
-        if filters.cleaned_data["server"]:
-            tools = tools.filter(server__name=filters.cleaned_data["server"])
-        if filters.cleaned_data["review_state"]:
-            tools = tools.filter(review_state=filters.cleaned_data["review_state"])
-        wanted_intent = filters.cleaned_data["intent"]
+    if wanted.get("server"):
+        tools = tools.filter(server__name=wanted["server"])
+    if wanted.get("review_state"):
+        tools = tools.filter(review_state=wanted["review_state"])
     rows = []
     for tool in tools:
-        intent, why = base_intent(tool)
-        if wanted_intent and intent != wanted_intent:
+        # The intent as shown: command-line tools are "per call", whatever their annotations say.
+        if wanted.get("intent") and effective_intent_label(tool) != wanted["intent"]:
             continue
-        rows.append({"tool": tool, "intent": intent, "why": why, "per_call": tool.qualified_name in COMMAND_LINE_TOOLS})
+        intent, why = base_intent(tool)
+        row = {"tool": tool, "intent": intent, "why": why, "per_call": tool.qualified_name in COMMAND_LINE_TOOLS}
+        if tool.review_state != ReviewState.REVIEWED:  # what a person accepts by reviewing it
+            row["current"] = services.current_definition_text(tool)
+            row["changes"] = services.definition_changes(tool) if tool.withdrawn else None
+        rows.append(row)
     context = {
         "rows": rows,
         "filters": filters,
@@ -85,8 +99,14 @@ def _back_to_catalogue(request: HttpRequest) -> HttpResponse:
 @require_POST
 @admin_required
 def tool_review(request: HttpRequest, pk: int) -> HttpResponse:
-    tool = services.review_tool(get_object_or_404(Tool, pk=pk), actor=request.user)
-    messages.success(request, f"{tool.qualified_name} reviewed: it can be assigned again.")
+    tool = get_object_or_404(Tool, pk=pk)
+    try:
+        # The hash of the definition the page showed: a definition changed since is not reviewed unseen.
+        tool = services.review_tool(tool, actor=request.user, seen_hash=request.POST.get("definition_hash", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{tool.qualified_name} reviewed: it can be assigned again.")
     return _back_to_catalogue(request)
 
 

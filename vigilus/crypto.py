@@ -16,7 +16,7 @@ from django import forms
 from django.conf import settings
 from django.db import models
 
-from vigilus.redaction import remember_secret
+from vigilus.redaction import remember_stored_secret
 
 
 class SecretDecryptionError(RuntimeError):
@@ -114,14 +114,14 @@ class EncryptedTextField(models.TextField):
         if not value:
             return value
         plaintext = decrypt(value)
-        remember_secret(plaintext)
+        remember_stored_secret(plaintext)
         return plaintext
 
     def get_prep_value(self, value: Any) -> str | None:
         value = super().get_prep_value(value)
         if not value:
             return value
-        remember_secret(value)
+        remember_stored_secret(value)
         return encrypt(value)
 
     def formfield(self, **kwargs: Any) -> forms.Field:

@@ -7,6 +7,7 @@ also inside a longer string — and, by shape, private-key blocks and bearer tok
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -50,6 +51,30 @@ def remember_secret(value: str | None) -> None:
 def remember_secrets(values: Iterable[str | None]) -> None:
     for value in values:
         remember_secret(value)
+
+
+# Values under these keys of a stored JSON object (an MCP server's headers) are ordinary words, not secrets:
+# masking them would blank "application/json" everywhere.
+PLAIN_KEYS = frozenset({"accept", "accept-encoding", "accept-language", "content-type", "user-agent"})
+
+
+def remember_stored_secret(value: str | None) -> None:
+    """Remember an encrypted field's value and, when it is a JSON object (an MCP server's env or headers), each
+    value in it, and the credential of a value like `Bearer <token>` alone: a tool that echoes one header or
+    one environment variable must not show it."""
+    remember_secret(value)
+    if not value or not value.startswith("{"):
+        return
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return
+    if not isinstance(data, dict):
+        return
+    for key, item in data.items():
+        if isinstance(item, str) and str(key).lower() not in PLAIN_KEYS:
+            remember_secret(item)
+            remember_secret(item.strip().partition(" ")[2].strip())
 
 
 def _secrets_pattern() -> re.Pattern[str] | None:
@@ -128,7 +153,7 @@ def load_known_secrets() -> int:
         for row in model._default_manager.values_list(*names):
             for value in row:
                 if value:
-                    remember_secret(value)
+                    remember_stored_secret(value)
                     count += 1
     return count
 

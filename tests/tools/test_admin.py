@@ -57,3 +57,15 @@ def test_removing_a_server_in_the_admin_is_audited_with_its_tools(server: MCPSer
     assert not MCPServer.objects.exists() and not Tool.objects.exists()
     entry = AuditEntry.objects.get(event="mcp_server.removed")
     assert (entry.actor, entry.details) == (admin_user.username, {"server": "lab", "tools": ["lab__probe"]})
+
+
+def test_an_intent_for_a_command_line_tool_is_a_form_error_in_the_admin(admin_client: Client) -> None:
+    shell = MCPServer.objects.create(name="shell", transport=Transport.BUILTIN, trusted=True)
+    tool = Tool.objects.create(
+        server=shell, name="run_command", qualified_name="shell__run_command", definition_hash="y" * 64
+    )
+    page = admin_client.post(reverse("admin:tools_tool_change", args=[tool.pk]), {"intent_override": "read"})
+    assert page.status_code == 200  # the form again, with the error: nothing saved, no crash
+    assert "classified per call from its command line" in page.content.decode()
+    assert Tool.objects.get(pk=tool.pk).intent_override == ""
+    assert not AuditEntry.objects.filter(event="tool.intent_set").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_desktop_client_config_is_read_as_it_is() -> None:
             }
         }
     )
-    servers = read_mcp_json()
+    servers = read_mcp_json().servers
     assert servers["clock"]["transport"] == Transport.STDIO and servers["clock"]["args"] == ["mcp-server-time"]
     assert json.loads(servers["files"]["env"]) == {"TOKEN": "s3cret-token-value"}
     assert servers["remote"]["transport"] == Transport.STREAMABLE_HTTP
@@ -49,7 +50,8 @@ def test_desktop_client_config_is_read_as_it_is() -> None:
 
 
 def test_no_file_means_no_servers() -> None:
-    assert read_mcp_json() == {}
+    config = read_mcp_json()
+    assert (config.servers, config.broken, config.skipped) == ({}, {}, [])
 
 
 @pytest.mark.parametrize(
@@ -57,27 +59,40 @@ def test_no_file_means_no_servers() -> None:
     [
         ("{not json", r"mcp.json: not valid JSON: .* line 1, column 2"),
         ({"servers": {}}, r'expected \{"mcpServers"'),
-        ({"mcpServers": {"x": {"args": []}}}, r"server 'x' has neither `command` \(stdio\) nor `url` \(HTTP\)"),
-        ({"mcpServers": {"x": {"command": "a", "args": "b"}}}, r"server 'x': `args` must be a list of strings"),
-        ({"mcpServers": {"x": {"command": "a", "env": ["A=1"]}}}, r"server 'x': `env` must be an object"),
+        ({"mcpServers": ["x"]}, r'expected \{"mcpServers"'),
     ],
 )
-def test_bad_config_is_refused_naming_the_problem(content: object, message: str) -> None:
+def test_a_bad_file_is_refused_naming_the_problem(content: object, message: str) -> None:
     write_config(content)
     with pytest.raises(MCPConfigError, match=message):
         read_mcp_json()
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"args": []}, r"^has neither `command` \(stdio\) nor `url` \(HTTP\)"),
+        ({"command": "a", "args": "b"}, r"^`args` must be a list of strings"),
+        ({"command": "a", "env": ["A=1"]}, r"^`env` must be an object, not a list"),
+    ],
+)
+def test_a_bad_entry_is_refused_naming_the_problem_and_spoils_only_itself(entry: object, message: str) -> None:
+    write_config({"mcpServers": {"x": entry, "clock": {"command": "mcp-server-time"}}})
+    config = read_mcp_json()
+    assert re.search(message, config.broken["x"]), config.broken
+    assert "x" not in config.servers and config.servers["clock"]["command"] == "mcp-server-time"
+
+
 def test_sync_creates_servers_with_encrypted_env_and_keeps_them_on_a_bad_edit() -> None:
     write_config({"mcpServers": {"clock": {"command": "mcp-server-time", "env": {"TZ_TOKEN": "tok-9f8e7d6c5b"}}}})
-    assert sync_configured_servers() == ""
+    assert sync_configured_servers().config_error == ""
     clock = MCPServer.objects.get(name="clock")
     assert (clock.source, clock.transport, clock.trusted) == (ServerSource.MCP_JSON, Transport.STDIO, False)
     assert clock.env_vars == {"TZ_TOKEN": "tok-9f8e7d6c5b"}
     assert MCPServer.objects.filter(source=ServerSource.BUILTIN).exists()
 
     write_config("{broken")
-    assert "not valid JSON" in sync_configured_servers()
+    assert "not valid JSON" in sync_configured_servers().config_error
     clock.refresh_from_db()
     assert clock.enabled and clock.command == "mcp-server-time", "a bad file loses nothing"
 
@@ -94,13 +109,19 @@ def test_server_removed_from_the_file_is_disabled_not_deleted() -> None:
 
 def test_invalid_server_name_is_reported_and_skipped() -> None:
     write_config({"mcpServers": {"Bad__Name": {"command": "x"}, "good": {"command": "y"}}})
-    sync_configured_servers()
+    report = sync_configured_servers()
     assert list(MCPServer.objects.filter(source=ServerSource.MCP_JSON).values_list("name", flat=True)) == ["good"]
+    (problem,) = report.problems
+    assert problem.startswith("mcp.json: server 'Bad__Name' is skipped: its name is not valid: Use lowercase")
+    assert problem.endswith("Rename it, e.g. to 'bad_name'.")
 
 
 def test_mcp_json_cannot_take_over_a_built_in_server() -> None:
     sync_configured_servers()
     write_config({"mcpServers": {"shell": {"command": "/tmp/evil-shell"}}})
-    sync_configured_servers()
+    report = sync_configured_servers()
+    assert report.problems == [
+        "mcp.json: server 'shell' is ignored: a Built-in server already has that name. Rename the entry."
+    ]
     shell = MCPServer.objects.get(name="shell")
     assert shell.source == ServerSource.BUILTIN and shell.command == ""

@@ -105,3 +105,15 @@ def test_servers_page_and_adding_a_server(admin_client: Client) -> None:
     assert "tok-abcdef-123" not in edit
     bad = admin_client.post(reverse("mcp-server-create"), {"name": "x__y", "transport": "stdio", "command": ""})
     assert "double underscore" in bad.content.decode() and "needs a command" in bad.content.decode()
+
+
+def test_servers_page_shows_what_is_wrong_with_mcp_json(admin_client: Client) -> None:
+    run("mcp", "discover")
+    path = Path(settings.DATA_DIR) / "mcp.json"
+    path.write_text('{"mcpServers": {"Bad Name!": {"command": "true"}, "shell": {"command": "true"}}}')
+    page = admin_client.get(reverse("mcp-servers")).content.decode()
+    assert "Bad Name!" in page and "its name is not valid" in page
+    assert "a Built-in server already has that name" in page
+    path.write_text('{"mcpServers": {')
+    page = admin_client.get(reverse("mcp-servers")).content.decode()
+    assert "not valid JSON" in page

@@ -125,3 +125,19 @@ def test_the_database_and_redis_passwords_are_masked_once_secrets_are_loaded(
     load_known_secrets()
     shown = redact("DATABASE_URL=postgres://vigilus:db-pass-8841@h/v REDIS_URL=redis://:redis-pass-2277@h/0")
     assert "db-pass-8841" not in shown and "redis-pass-2277" not in shown
+
+
+@pytest.mark.django_db
+def test_each_value_of_a_stored_env_or_headers_object_is_masked() -> None:
+    from tools.choices import Transport
+    from tools.models import MCPServer
+
+    MCPServer.objects.create(
+        name="nas",
+        transport=Transport.STREAMABLE_HTTP,
+        url="http://127.0.0.1:9/mcp",
+        headers='{"Authorization": "Bearer nas-token-8f3k2", "Content-Type": "application/json"}',
+    )
+    MCPServer.objects.create(name="git", transport=Transport.STDIO, command="git-mcp", env='{"GH_TOKEN": "ghp_x7Kq9"}')
+    echoed = "token nas-token-8f3k2 and ghp_x7Kq9 sent as application/json"
+    assert redact(echoed) == f"token {MASK} and {MASK} sent as application/json"

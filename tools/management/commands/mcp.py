@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.choices import ServerStatus
 from tools.models import MCPServer
 from tools.services import discover_all
 from vigilus.management.base import AreaCommand
@@ -35,14 +36,22 @@ class Command(AreaCommand):
     def handle_discover(self, *, json: bool, **options: Any) -> None:
         report = discover_all()
         if json:
-            self.print_json({"config_error": report.config_error, "servers": [vars(s) for s in report.servers]})
+            self.print_json(
+                {
+                    "config_error": report.config_error,
+                    "problems": report.problems,
+                    "servers": [vars(s) for s in report.servers],
+                }
+            )
             return
-        if report.config_error:
-            self.stderr.write(report.config_error)
+        for problem in filter(None, [report.config_error, *report.problems]):
+            self.stderr.write(problem)
         for server in report.servers:
-            detail = f"{server.tools} tools" if server.status == "ok" else server.error
-            self.stdout.write(f"{server.name:<20} {server.status:<13} {detail}")
-        # Unreachable or misconfigured servers are reported, not failures: each status says what is wrong.
+            detail = f"{server.tools} tools" if server.status == ServerStatus.OK else ""
+            detail = "  ".join(filter(None, [detail, server.error]))
+            self.stdout.write(f"{server.name:<20} {server.status:<13} {detail}".rstrip())
+        # Unreachable or misconfigured servers and a bad mcp.json are reported, not failures (exit status 0):
+        # each status or message says what is wrong.
 
     def handle_list(self, *, json: bool, **options: Any) -> None:
         rows = [server_row(s) for s in MCPServer.objects.all()]
