@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, resolve, reverse
 
 SECTIONS = (
     ("Tasks", "tasks"),
@@ -20,13 +20,18 @@ SECTIONS = (
 
 
 def navigation(request: HttpRequest) -> dict:
-    """The navigation entries and the instance's name, for every page."""
+    """The navigation entries the user may open, and the instance's name, for every page."""
+    from vigilus.services import is_admin
+
+    admin = request.user.is_authenticated and is_admin(request.user)
     entries = []
     for label, url_name in SECTIONS:
         try:
             url = reverse(url_name)
         except NoReverseMatch:
             continue
+        if not admin and getattr(resolve(url).func, "admin_only", False):
+            continue  # a page made with @admin_required: it would only answer 403
         entries.append({"label": label, "url": url, "active": request.path.startswith(url)})
     return {"navigation": entries, "instance_name": instance_name()}
 

@@ -21,4 +21,5 @@ def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
             raise PermissionDenied("Only admins may do this.")
         return view(request, *args, **kwargs)
 
+    wrapper.admin_only = True  # type: ignore[attr-defined]  # the navigation leaves such pages out for others
     return wrapper

@@ -321,3 +321,14 @@ def test_settings_page_holds_the_jit_section_with_write_only_notification_urls(a
     assert site_settings().notification_urls == "ntfys://ntfy.sh/secret-topic-8c7b6a", "empty keeps the stored URLs"
     bad = admin_client.post(reverse("settings"), {**data, "grant_default_ttl_minutes": 90}).content.decode()
     assert "cannot be longer" in bad
+
+
+def test_navigation_leaves_out_admin_only_pages_for_everyone_else(viewer_client: Client, admin_client: Client) -> None:
+    viewer_nav = re.search(r"<nav>.*</nav>", viewer_client.get(reverse("home")).content.decode(), re.S).group(0)
+    admin_nav = re.search(r"<nav>.*</nav>", admin_client.get(reverse("home")).content.decode(), re.S).group(0)
+    for page in ("schedules", "webhooks"):
+        assert f'href="{reverse(page)}"' in admin_nav and f'href="{reverse(page)}"' not in viewer_nav
+        assert viewer_client.get(reverse(page)).status_code == 403
+    for page in ("tasks", "tools", "audit", "settings"):
+        assert f'href="{reverse(page)}"' in viewer_nav
+        assert viewer_client.get(reverse(page)).status_code == 200
