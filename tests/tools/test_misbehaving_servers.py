@@ -24,7 +24,14 @@ from tools.services import discover_server, review_tool
 
 fresh_pool = third_party.fresh_pool
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db, pytest.mark.usefixtures("fresh_pool")]
+# Real MCP server processes; the services' queries also run in the PostgreSQL pass elsewhere (test_mcp_config,
+# test_gateway), so this runs in the SQLite pass only.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.engine_independent,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("fresh_pool"),
+]
 
 SLACK = 1.5  # seconds allowed beyond a timeout for the gateway's own work
 
