@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
 from audit.services import record
 from operators.choices import TaskSource
@@ -83,6 +83,19 @@ def remove_schedule(schedule: Schedule, *, actor: User) -> None:
     record("schedule.removed", actor=actor.username, actor_kind="user", target=name)
 
 
+@transaction.atomic
+def set_schedule_enabled(schedule: Schedule, enabled: bool, *, actor: User) -> Schedule:
+    """Pause or resume a schedule: its beat entry stops firing too (a fire already queued does nothing)."""
+    Schedule.objects.filter(pk=schedule.pk).update(enabled=enabled)
+    if schedule.periodic_task_id:
+        PeriodicTask.objects.filter(pk=schedule.periodic_task_id).update(enabled=enabled)
+        PeriodicTasks.update_changed()  # beat reloads its entries
+    schedule.enabled = enabled
+    event = "schedule.enabled" if enabled else "schedule.disabled"
+    record(event, actor=actor.username, actor_kind="user", target=schedule.name)
+    return schedule
+
+
 def run_schedule(schedule_id: int) -> Run | None:
     schedule = Schedule.objects.select_related("operator").filter(pk=schedule_id, enabled=True).first()
     if schedule is None:
@@ -117,6 +130,16 @@ def remove_webhook(webhook: Webhook, *, actor: User) -> None:
     name = webhook.name
     webhook.delete()
     record("webhook.removed", actor=actor.username, actor_kind="user", target=name)
+
+
+@transaction.atomic
+def set_webhook_enabled(webhook: Webhook, enabled: bool, *, actor: User) -> Webhook:
+    """Pause or resume a webhook: while disabled it answers like an unknown one, and its token is kept."""
+    Webhook.objects.filter(pk=webhook.pk).update(enabled=enabled)
+    webhook.enabled = enabled
+    event = "webhook.enabled" if enabled else "webhook.disabled"
+    record(event, actor=actor.username, actor_kind="user", target=webhook.name)
+    return webhook
 
 
 def check_token(webhook: Webhook, presented: str) -> bool:

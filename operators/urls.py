@@ -14,7 +14,9 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("schedules/", views.schedules, name="schedules"),
     path("schedules/<int:pk>/delete/", views.schedule_delete, name="schedule-delete"),
+    path("schedules/<int:pk>/toggle/", views.schedule_toggle, name="schedule-toggle"),
     path("webhooks/", views.webhooks_page, name="webhooks"),
     path("webhooks/<int:pk>/delete/", views.webhook_delete, name="webhook-delete"),
+    path("webhooks/<int:pk>/toggle/", views.webhook_toggle, name="webhook-toggle"),
     path("hooks/<slug:name>/", webhooks.receive_webhook, name="webhook-receive"),
 ]

@@ -125,6 +125,15 @@ def schedule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("schedules")
 
 
+@require_POST
+@admin_required
+def schedule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+    schedule = get_object_or_404(Schedule, pk=pk)
+    entrypoints.set_schedule_enabled(schedule, not schedule.enabled, actor=request.user)
+    messages.success(request, f"Schedule {schedule.name} {'resumed' if schedule.enabled else 'paused'}.")
+    return redirect("schedules")
+
+
 @admin_required
 def webhooks_page(request: HttpRequest) -> HttpResponse:
     form = WebhookForm(request.POST or None)
@@ -148,4 +157,13 @@ def webhooks_page(request: HttpRequest) -> HttpResponse:
 @admin_required
 def webhook_delete(request: HttpRequest, pk: int) -> HttpResponse:
     entrypoints.remove_webhook(get_object_or_404(Webhook, pk=pk), actor=request.user)
+    return redirect("webhooks")
+
+
+@require_POST
+@admin_required
+def webhook_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+    webhook = get_object_or_404(Webhook, pk=pk)
+    entrypoints.set_webhook_enabled(webhook, not webhook.enabled, actor=request.user)
+    messages.success(request, f"Webhook {webhook.name} {'resumed' if webhook.enabled else 'paused'}.")
     return redirect("webhooks")

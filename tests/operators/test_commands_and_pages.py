@@ -296,3 +296,47 @@ def test_a_webhook_added_on_the_page_shows_its_url_and_token_once(lab, admin_cli
 
     admin_client.post(f"/webhooks/{webhook.pk}/delete/")
     assert not Webhook.objects.exists() and "No webhooks yet." in admin_client.get("/webhooks/").content.decode()
+
+
+def test_a_paused_schedule_is_kept_but_neither_fires_nor_runs_until_resumed(lab, admin_client) -> None:
+    from operators.entrypoints import run_schedule
+
+    Operator.objects.create(name="watcher", provider=lab)
+    run("schedules", "add", "--name", "disk", "--operator", "watcher", "--cron", "hourly", "--task", "check")
+    schedule = Schedule.objects.get()
+
+    page = admin_client.post(f"/schedules/{schedule.pk}/toggle/", follow=True).content.decode()
+    assert "Schedule disk paused." in page and "disk (paused)" in page and ">Resume</button>" in page
+    assert PeriodicTask.objects.get(pk=schedule.periodic_task_id).enabled is False  # beat leaves it out
+    assert run_schedule(schedule.pk) is None and not Run.objects.exists()  # a fire already queued does nothing
+
+    assert run("schedules", "resume", "disk") == "Resumed schedule disk.\n"
+    assert PeriodicTask.objects.get(pk=schedule.periodic_task_id).enabled is True
+    assert run_schedule(schedule.pk) is not None and Run.objects.count() == 1
+    assert run("schedules", "pause", "disk") == "Paused schedule disk.\n"
+    assert json.loads(run("schedules", "list", "--json"))[0]["enabled"] is False
+    events = list(AuditEntry.objects.filter(target="disk").order_by("sequence").values_list("event", flat=True))
+    assert events[1:] == ["schedule.disabled", "schedule.enabled", "schedule.disabled"]
+    with pytest.raises(CommandError, match="No schedule named 'nope'"):
+        run("schedules", "pause", "nope")
+
+
+def test_a_paused_webhook_answers_like_an_unknown_one_until_resumed(lab, admin_client, viewer_client) -> None:
+    Operator.objects.create(name="watcher", provider=lab)
+    out = run("webhooks", "add", "--name", "alerts", "--operator", "watcher")
+    token = out.rsplit(": ", 1)[1].strip()
+    webhook = Webhook.objects.get()
+
+    def post_alert() -> int:
+        return viewer_client.post(
+            "/hooks/alerts/", data="{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        ).status_code
+
+    assert viewer_client.post(f"/webhooks/{webhook.pk}/toggle/").status_code == 403  # admins only
+    page = admin_client.post(f"/webhooks/{webhook.pk}/toggle/", follow=True).content.decode()
+    assert "Webhook alerts paused." in page and "alerts (paused: answers 403)" in page
+    assert post_alert() == 403 and not Run.objects.exists()
+    assert run("webhooks", "resume", "alerts") == "Resumed webhook alerts.\n"
+    assert post_alert() == 202 and Run.objects.count() == 1  # the same token works again
+    events = list(AuditEntry.objects.filter(target="alerts").order_by("sequence").values_list("event", flat=True))
+    assert events[1:] == ["webhook.disabled", "webhook.enabled"]

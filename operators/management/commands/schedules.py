@@ -1,4 +1,4 @@
-"""`manage.py schedules add|list|remove`: tasks submitted on a cron schedule."""
+"""`manage.py schedules add|list|pause|resume|remove`: tasks submitted on a cron schedule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from operators.entrypoints import add_schedule, remove_schedule
+from operators.entrypoints import add_schedule, remove_schedule, set_schedule_enabled
 from operators.models import Operator, Schedule
 from vigilus.management.base import AreaCommand
 
@@ -21,6 +21,8 @@ class Command(AreaCommand):
         add.add_argument("--cron", required=True, help="five cron fields, or hourly / nightly / daily / weekly")
         add.add_argument("--task", required=True)
         self.subcommand("list", "List schedules.", json_output=True)
+        self.subcommand("pause", "Pause a schedule (kept, never fired until resumed).").add_argument("name")
+        self.subcommand("resume", "Resume a paused schedule.").add_argument("name")
         remove = self.subcommand("remove", "Remove a schedule.")
         remove.add_argument("name")
 
@@ -48,6 +50,19 @@ class Command(AreaCommand):
             return
         for row in rows:
             self.stdout.write(f"{row['name']:<20} {row['cron']:<16} {row['operator']:<16} {row['task'][:50]}")
+
+    def handle_pause(self, *, name: str, **options: Any) -> None:
+        self._set_enabled(name, False, options)
+
+    def handle_resume(self, *, name: str, **options: Any) -> None:
+        self._set_enabled(name, True, options)
+
+    def _set_enabled(self, name: str, enabled: bool, options: dict[str, Any]) -> None:
+        schedule = Schedule.objects.filter(name=name).first()
+        if schedule is None:
+            raise CommandError(f"No schedule named {name!r}.")
+        set_schedule_enabled(schedule, enabled, actor=self.actor(options))
+        self.stdout.write(f"{'Resumed' if enabled else 'Paused'} schedule {name}.")
 
     def handle_remove(self, *, name: str, **options: Any) -> None:
         schedule = Schedule.objects.filter(name=name).first()
