@@ -39,13 +39,7 @@ from tools.tasks import discover_at_worker_start
 fresh_pool = third_party.fresh_pool
 mcp_json = third_party.mcp_json
 
-# Stdio servers, workers and mcp.json: the SQLite pass covers them (the services' queries run in test_mcp_config).
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.engine_independent,
-    pytest.mark.django_db,
-    pytest.mark.usefixtures("fresh_pool"),
-]
+pytestmark = third_party.REAL_SERVER_TESTS
 
 ECHO_TOOLS = {"echo", "repeat", "pid"}
 SECRET = "tok-5e3c7e7-do-not-show"

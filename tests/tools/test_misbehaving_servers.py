@@ -10,7 +10,6 @@ import time
 from io import StringIO
 from pathlib import Path
 
-import pytest
 from django.core.management import call_command
 
 import tools.mcp_client as mcp_client
@@ -24,14 +23,7 @@ from tools.services import discover_server, review_tool
 
 fresh_pool = third_party.fresh_pool
 
-# Real MCP server processes; the services' queries also run in the PostgreSQL pass elsewhere (test_mcp_config,
-# test_gateway), so this runs in the SQLite pass only.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.engine_independent,
-    pytest.mark.django_db,
-    pytest.mark.usefixtures("fresh_pool"),
-]
+pytestmark = third_party.REAL_SERVER_TESTS
 
 SLACK = 1.5  # seconds allowed beyond a timeout for the gateway's own work
 

@@ -30,13 +30,7 @@ from vigilus.redaction import MASK
 
 fresh_pool = third_party.fresh_pool
 
-# What is tested is HTTP and the MCP client, not the database: the SQLite pass covers it.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.engine_independent,
-    pytest.mark.django_db,
-    pytest.mark.usefixtures("fresh_pool"),
-]
+pytestmark = third_party.REAL_SERVER_TESTS
 
 TOKEN = "tok-7f3a9c2e51d8b4"  # the server's bearer token
 API_KEY = "key-c0ffee5e1f2a77"  # another configured header, which the server can echo back

@@ -30,14 +30,7 @@ git_server = third_party.git_server
 mcp_json = third_party.mcp_json
 fresh_pool = third_party.fresh_pool
 
-# Real MCP server processes; the services' queries also run in the PostgreSQL pass elsewhere (test_mcp_config,
-# test_gateway), so this runs in the SQLite pass only.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.engine_independent,
-    pytest.mark.django_db,
-    pytest.mark.usefixtures("fresh_pool"),
-]
+pytestmark = third_party.REAL_SERVER_TESTS
 
 
 def listed_by_server(entry: dict[str, Any]) -> dict[str, Any]:

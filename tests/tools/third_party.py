@@ -169,3 +169,14 @@ def fresh_pool() -> Iterator[None]:
     pool().close()
     yield
     pool().close()
+
+
+# The marks of a module of tests against real MCP server processes (use with `fresh_pool = third_party.fresh_pool`).
+# What they test is the servers and the MCP client; the services' queries also run in the PostgreSQL pass elsewhere
+# (test_mcp_config, test_gateway), so these run in the SQLite pass only.
+REAL_SERVER_TESTS = [
+    pytest.mark.integration,
+    pytest.mark.engine_independent,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("fresh_pool"),
+]
