@@ -33,7 +33,7 @@ import anyio
 import anyio.to_thread
 
 from tools.choices import Transport
-from vigilus.redaction import MASK, MIN_SECRET_LENGTH, PLAIN_KEYS, redact
+from vigilus.redaction import MASK, MIN_SECRET_LENGTH, redact, secret_values
 
 logger = logging.getLogger("vigilus.tools.mcp")
 
@@ -107,14 +107,7 @@ class ServerSpec:
 
     def secrets(self) -> list[str]:
         """The headers' values that must never be shown (and a bearer's credential alone)."""
-        values: list[str] = []
-        for name, value in self.headers:
-            if name.lower() in PLAIN_KEYS:
-                continue
-            values.append(value)
-            _scheme, _, credential = value.strip().partition(" ")
-            values.append(credential.strip())
-        return [value for value in values if len(value) >= MIN_SECRET_LENGTH]
+        return secret_values(dict(self.headers))
 
     def display_url(self) -> str:
         """The URL as it may be shown: without `user:password@`, query or fragment (any of them may hold a token)."""

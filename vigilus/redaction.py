@@ -58,6 +58,16 @@ def remember_secrets(values: Iterable[str | None]) -> None:
 PLAIN_KEYS = frozenset({"accept", "accept-encoding", "accept-language", "content-type", "user-agent"})
 
 
+def secret_values(mapping: dict[Any, Any]) -> list[str]:
+    """The values of an env or headers mapping that must never be shown: each string value not under a plain key,
+    and the credential of a value like `Bearer <token>` alone (those long enough to mask)."""
+    values: list[str] = []
+    for key, item in mapping.items():
+        if isinstance(item, str) and str(key).lower() not in PLAIN_KEYS:
+            values += [item, item.strip().partition(" ")[2].strip()]
+    return [value for value in values if len(value) >= MIN_SECRET_LENGTH]
+
+
 def remember_stored_secret(value: str | None) -> None:
     """Remember an encrypted field's value and, when it is a JSON object (an MCP server's env or headers), each
     value in it, and the credential of a value like `Bearer <token>` alone: a tool that echoes one header or
@@ -69,12 +79,8 @@ def remember_stored_secret(value: str | None) -> None:
         data = json.loads(value)
     except ValueError:
         return
-    if not isinstance(data, dict):
-        return
-    for key, item in data.items():
-        if isinstance(item, str) and str(key).lower() not in PLAIN_KEYS:
-            remember_secret(item)
-            remember_secret(item.strip().partition(" ")[2].strip())
+    if isinstance(data, dict):
+        remember_secrets(secret_values(data))
 
 
 def _secrets_pattern() -> re.Pattern[str] | None:
