@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import re
 import time as clock
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -45,12 +47,12 @@ from audit.chain import (
     canonical_json,
     canonical_row,
     canonical_time,
-    entry_hash,
     walk,
 )
 from audit.choices import ActorKind
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
-from vigilus.redaction import MASK, redact, redact_data
+from vigilus.prepared import hot_cursor
+from vigilus.redaction import ALREADY_REDACTED, MASK, redact, redact_data
 
 logger = logging.getLogger("vigilus.audit")
 
@@ -93,10 +95,46 @@ def _mask_secret_keys(value: Any) -> Any:
     return value
 
 
-def _clean_json(value: Any) -> Any:
-    """Redacted, and exactly what the database will give back (JSON types only, no NULs)."""
+class _NotPlainJSON(Exception):
+    """A value _scrubbed() leaves to the general path: not a str key, not a JSON type, a NUL, NaN or infinity."""
+
+
+def _scrubbed(value: Any) -> Any:
+    """What _clean_json() makes of plain JSON data (str keys; str, int, finite float, bool, None, lists, dicts)
+    in one walk: strings redacted, strings under a secret-looking key masked, tuples made lists."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:
+            raise _NotPlainJSON
+        return redact(value)
+    if kind is dict:
+        scrubbed = {}
+        for key, item in value.items():
+            if type(key) is not str or "\x00" in key:
+                raise _NotPlainJSON
+            key = redact(key)
+            secret = type(item) is str and item and _SECRET_KEY.search(key)
+            scrubbed[key] = MASK if secret else _scrubbed(item)
+        return scrubbed
+    if kind is list or kind is tuple:
+        return [_scrubbed(item) for item in value]
+    if value is None or kind is int or kind is bool or (kind is float and math.isfinite(value)):
+        return value
+    raise _NotPlainJSON
+
+
+def _round_tripped(value: Any) -> Any:
+    """Redacted, masked, and through JSON text and back: any value json.dumps(default=str) takes."""
     text = json.dumps(_mask_secret_keys(redact_data(value)), default=str, ensure_ascii=False, allow_nan=False)
     return json.loads(text.replace("\\u0000", "\\ufffd"))
+
+
+def _clean_json(value: Any) -> Any:
+    """Redacted, and exactly what the database will give back (JSON types only, no NULs)."""
+    try:
+        return _scrubbed(value)
+    except _NotPlainJSON:
+        return _round_tripped(value)
 
 
 def _reference(value: Any) -> int | None:
@@ -143,6 +181,8 @@ _CHAINED = ("sequence", "time", "prev_hash", "hash")  # assigned under the head 
 _SQLITE_INSERT = "INSERT INTO audit_auditentry ({}) VALUES ({})".format(  # noqa: S608
     ", ".join(_COLUMNS), ", ".join(["%s"] * len(_COLUMNS))
 )
+_SQLITE_LOCK_HEAD = "UPDATE audit_chainhead SET sequence = sequence WHERE id = 1 RETURNING sequence, hash"
+_SQLITE_MOVE_HEAD = "UPDATE audit_chainhead SET sequence = %s, hash = %s WHERE id = 1"
 # PostgreSQL: one statement locks the head, takes the time, builds the canonical JSON around the
 # previous hash, sequence and time (the rest comes as text made by audit.chain), hashes it with
 # sha256(), inserts the entry and moves the head. One round trip, and the lock is held from the
@@ -180,26 +220,37 @@ def _ensure_head(using: str) -> None:
     ChainHead.objects.using(using).get_or_create(pk=1, defaults={"sequence": sequence, "hash": digest})
 
 
-def _append_sqlite(using: str, columns: dict[str, Any]) -> AuditEntry:
-    """SQLite: an UPDATE of the head takes the write lock (even in a transaction that began
-    deferred) and reads it back; then the entry is hashed here, inserted, and the head moved."""
-    connection = connections[using]
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE audit_chainhead SET sequence = sequence WHERE id = 1 RETURNING sequence, hash")
-        head = cursor.fetchone()
-        if head is None:
-            _ensure_head(using)
-            return _append_sqlite(using, columns)
-        content = {**columns, "sequence": head[0] + 1, "time": timezone.now(), "prev_hash": head[1]}
-        entry = AuditEntry(**content, hash=entry_hash(content))
-        cursor.execute(_SQLITE_INSERT, [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in _FIELDS])
-        cursor.execute("UPDATE audit_chainhead SET sequence = %s, hash = %s WHERE id = 1", [entry.sequence, entry.hash])
+def _entry(values: dict[str, Any], connection: BaseDatabaseWrapper) -> AuditEntry:
+    """The appended entry as a model instance (built positionally: cheaper than keywords)."""
+    entry = AuditEntry(*(values[f.attname] for f in _FIELDS))
+    entry._state.adding, entry._state.db = False, connection.alias
     return entry
 
 
-def _append_postgresql(using: str, columns: dict[str, Any]) -> AuditEntry:
+class _NoChainHead(Exception):
+    """The chain head row is missing (a fresh or flushed database): make it, then append again."""
+
+
+def _append_sqlite(connection: BaseDatabaseWrapper, cursor: Any, columns: dict[str, Any]) -> AuditEntry:
+    """SQLite, in the transaction the caller began: an UPDATE of the head takes the write lock (even in a
+    transaction that began deferred) and reads it back; then the entry is hashed here, inserted, and the head
+    moved."""
+    cursor.execute(_SQLITE_LOCK_HEAD)
+    head = cursor.fetchone()
+    if head is None:
+        raise _NoChainHead
+    sequence, prev_hash, now = head[0] + 1, head[1], timezone.now()
+    texts = {name: None if columns[name] is None else canonical_json(columns[name]) for name in JSON_FIELDS}
+    chained = {**columns, **texts, "sequence": sequence, "time": canonical_time(now), "prev_hash": prev_hash}
+    digest = hashlib.sha256(canonical_row(tuple(chained[name] for name in HASHED_FIELDS)).encode()).hexdigest()
+    stored = {**chained, "time": connection.ops.adapt_datetimefield_value(now), "hash": digest}
+    cursor.execute(_SQLITE_INSERT, [stored[name] for name in _COLUMNS])
+    cursor.execute(_SQLITE_MOVE_HEAD, (sequence, digest))
+    return _entry({**columns, "sequence": sequence, "time": now, "prev_hash": prev_hash, "hash": digest}, connection)
+
+
+def _append_postgresql(connection: BaseDatabaseWrapper, columns: dict[str, Any]) -> AuditEntry:
     """PostgreSQL: _PG_APPEND does the whole append in one statement under SELECT ... FOR UPDATE."""
-    connection = connections[using]
     entry = AuditEntry(**columns, sequence=0, prev_hash="", hash="")
     row = tuple(
         {"sequence": _SEQUENCE, "prev_hash": _PREV, "time": _TIME}.get(name)
@@ -217,20 +268,39 @@ def _append_postgresql(using: str, columns: dict[str, Any]) -> AuditEntry:
         cursor.execute(_PG_APPEND, params)
         made = cursor.fetchone()
     if made is None:
-        _ensure_head(using)
-        return _append_postgresql(using, columns)
+        raise _NoChainHead
     entry.sequence, entry.time, entry.prev_hash, entry.hash = made
+    entry._state.adding, entry._state.db = False, connection.alias
     return entry
 
 
 def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
-    """Append the next entry after the locked chain head, in the current transaction."""
-    if connections[using].vendor == "postgresql":
-        entry = _append_postgresql(using, columns)
-    else:
-        entry = _append_sqlite(using, columns)
-    entry._state.adding, entry._state.db = False, using
-    return entry
+    """Append the next entry after the locked chain head: in the caller's transaction (on SQLite a savepoint
+    in it), or alone in a transaction of its own."""
+    connection = connections[using]
+    try:
+        if connection.vendor == "postgresql":
+            # One statement: atomic on its own in autocommit. Inside the caller's transaction no savepoint
+            # (two more round trips): a failed append aborts that whole transaction, so nothing the caller
+            # did commits without its entry, which is what writing them together is for.
+            return _append_postgresql(connection, columns)
+        if connection.in_atomic_block:
+            with transaction.atomic(using=using), hot_cursor(connection) as cursor:
+                return _append_sqlite(connection, cursor, columns)
+        # Alone (a tool call's entries): BEGIN IMMEDIATE ... COMMIT without transaction.atomic()'s bookkeeping;
+        # the write lock is taken at BEGIN.
+        with hot_cursor(connection) as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                entry = _append_sqlite(connection, cursor, columns)
+                cursor.execute("COMMIT")
+            except BaseException:
+                connection.connection.rollback()  # no error if SQLite already ended the transaction
+                raise
+            return entry
+    except _NoChainHead:
+        _ensure_head(using)
+        return _append(using, columns)
 
 
 def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, **details: Any) -> AuditEntry:
@@ -244,20 +314,12 @@ def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, 
         columns = _columns(event, actor, actor_kind, details)
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"cannot serialise the audit entry for {event}: {exc}") from None
-    using = DEFAULT_DB_ALIAS
     try:
-        if connections[using].vendor == "postgresql":
-            # One statement: atomic on its own in autocommit. Inside the caller's transaction no savepoint
-            # (two more round trips): a failed append aborts that whole transaction, so nothing the caller
-            # did commits without its entry, which is what writing them together is for.
-            entry = _append(using, columns)
-        else:
-            with transaction.atomic(using=using):  # a savepoint inside the caller's transaction
-                entry = _append(using, columns)
+        entry = _append(DEFAULT_DB_ALIAS, columns)
     except (DatabaseError, ValueError) as exc:
         raise AuditWriteError(f"the audit entry for {event} could not be written: {exc}") from exc
     logged = {"sequence": entry.sequence, **{k: v for k, v in columns.items() if v not in ("", None, {})}}
-    logger.info("%s", json.dumps(logged, ensure_ascii=False, sort_keys=True))
+    logger.info("%s", json.dumps(logged, ensure_ascii=False, sort_keys=True), extra=ALREADY_REDACTED)
     return entry
 
 

@@ -10,7 +10,8 @@ Two read tools, each called N times both ways:
 - gateway: execute(...) — tool lookup, schema validation, intent, policy, two audit records (durable,
   before and after dispatch), dispatch over the pool's persistent session (its own loop thread),
   redaction, capping;
-- raw: `pool().call_tool(...)` on the same MCP session the gateway dispatches to, none of the checks;
+- raw: `pool().call_tool(...)` on the same MCP session the gateway dispatches to, none of the checks
+  (gateway and raw calls take turns in blocks of 100, so a drift in the machine's speed hits both alike);
 - for reference, `await client.call_tool(...)` on a bare mcp.Client session, all calls in one event loop
   (no thread hop to the pool's loop).
 
@@ -28,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchlib import percentile, throwaway_vigilus
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 WARMUP = 50
+BLOCK = 100
 TARGET = 1.3
 SERVER = ROOT / "tests" / "tools" / "mcp_servers" / "echo.py"
 ARGUMENTS = {"text": "uptime: 12 days, load average: 0.08, 0.05, 0.01"}
@@ -54,36 +57,44 @@ def register_echo() -> None:
         raise SystemExit(f"discovery failed: {report.error}")
 
 
-def timed(call: Callable[[], object], failed: Callable[[object], bool], n: int) -> list[float]:
-    """Milliseconds of each of n calls after the warm-up ones; stops at the first failed result."""
-    times = []
-    for i in range(WARMUP + n):
-        started = time.perf_counter()
-        result = call()
-        elapsed = (time.perf_counter() - started) * 1000
-        if failed(result):
-            raise SystemExit(f"call failed: {result}")
-        if i >= WARMUP:
-            times.append(elapsed)
+def timed_in_turns(ways: dict[str, Callable[[], object]], failed: Callable[[str, object], bool], n: int) -> dict:
+    """Milliseconds of n calls each way, the ways taking turns in blocks of BLOCK calls (after WARMUP calls each),
+    so that both see the same machine: this VM's speed drifts by up to ~1.6x from one minute to the next.
+    Stops at the first failed result."""
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    for call in ways.values():
+        for _ in range(WARMUP):
+            call()
+    while any(len(values) < n for values in times.values()):
+        for way, call in ways.items():
+            for _ in range(min(BLOCK, n - len(times[way]))):
+                started = time.perf_counter()
+                result = call()
+                elapsed = (time.perf_counter() - started) * 1000
+                if failed(way, result):
+                    raise SystemExit(f"{way} call failed: {result}")
+                times[way].append(elapsed)
     return times
 
 
-def bench_gateway(qualified_name: str, arguments: dict, n: int) -> list[float]:
+def bench_gateway_and_same_session(qualified_name: str, arguments: dict, n: int) -> tuple[list[float], list[float]]:
+    """The gateway, and raw calls on the MCP session of the pool the gateway dispatches to (none of the checks)."""
     from tools import gateway
-
-    def call() -> gateway.ToolResult:
-        return gateway.execute(qualified_name, arguments, timeout=30)
-
-    return timed(call, lambda result: not result.ok or result.intent != "read", n)
-
-
-def bench_same_session(qualified_name: str, arguments: dict, n: int) -> list[float]:
     from tools.mcp_client import ServerSpec, pool
     from tools.models import Tool
 
     tool = Tool.objects.select_related("server").get(qualified_name=qualified_name)
     spec = ServerSpec.of(tool.server)
-    return timed(lambda: pool().call_tool(spec, tool.name, arguments, timeout=30), lambda r: r.is_error, n)
+    ways = {
+        "gateway": lambda: gateway.execute(qualified_name, arguments, timeout=30),
+        "raw": lambda: pool().call_tool(spec, tool.name, arguments, timeout=30),
+    }
+
+    def failed(way: str, result: Any) -> bool:
+        return (not result.ok or result.intent != "read") if way == "gateway" else result.is_error
+
+    times = timed_in_turns(ways, failed, n)
+    return times["gateway"], times["raw"]
 
 
 def bench_bare_client(target: object, tool: str, arguments: dict, n: int) -> list[float]:
@@ -119,14 +130,12 @@ def main() -> None:
     cases = [
         (
             "shell uptime (built-in, a real read tool)",
-            bench_gateway("shell__run_command", uptime, N),
-            bench_same_session("shell__run_command", uptime, N),
+            *bench_gateway_and_same_session("shell__run_command", uptime, N),
             bench_bare_client(build_builtin_server("shell"), "run_command", uptime, N),
         ),
         (
             "echo (stdio, a tool that does nothing)",
-            bench_gateway("bench-echo__echo", ARGUMENTS, N),
-            bench_same_session("bench-echo__echo", ARGUMENTS, N),
+            *bench_gateway_and_same_session("bench-echo__echo", ARGUMENTS, N),
             bench_bare_client(StdioServerParameters(command=sys.executable, args=[str(SERVER)]), "echo", ARGUMENTS, N),
         ),
     ]

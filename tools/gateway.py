@@ -8,6 +8,7 @@ that would crash a run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -33,8 +34,16 @@ MAX_TIMEOUT = 900.0
 OUTPUT_CAP = 64 * 1024  # characters of tool output handed back to the model
 
 # The tool and its server, read fresh before every call (a withdrawn or disabled tool must not run), with
-# SQL the ORM compiles once.
-_tool_named = PreparedLookup(lambda name: Tool.objects.select_related("server").filter(qualified_name=name))
+# SQL the ORM compiles once. What a call never looks at is left out (read on access, if ever).
+_NOT_NEEDED = ("description", "reviewed_definition", "first_seen_at", "last_seen_at")
+_NOT_NEEDED_OF_SERVER = ("last_error", "last_discovered_at", "created_at", "updated_at")
+_tool_named = PreparedLookup(
+    lambda name: (
+        Tool.objects.select_related("server")
+        .defer(*_NOT_NEEDED, *(f"server__{field}" for field in _NOT_NEEDED_OF_SERVER))
+        .filter(qualified_name=name)
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -79,14 +88,21 @@ def render_content(result: Any) -> str:
     return "\n".join(parts)
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str) -> jsonschema.protocols.Validator:
+    """A validator for a schema (given as its JSON text), built once per process: building one costs more than
+    validating."""
+    schema = json.loads(schema_text)
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
+
+
 def validate_arguments(tool: Tool, arguments: Any) -> str | None:
     """None when `arguments` fit the tool's input schema, else a message for the model."""
     if not isinstance(arguments, dict):
         return "arguments must be a JSON object"
     schema = tool.input_schema or {"type": "object"}
     try:
-        validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        validator_class(schema).validate(arguments)
+        _validator(json.dumps(schema, sort_keys=True)).validate(arguments)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         return f"invalid arguments at {where}: {exc.message}"

@@ -1,4 +1,5 @@
-"""A lookup by one value that the ORM compiles once instead of on every call.
+"""SQL for the hot path every tool call takes: a lookup the ORM compiles once, and a cursor without Django's
+per-statement rewriting.
 
 `QuerySet.get()` compiles its SQL every time it runs: for a select_related lookup on a hot path (the
 gateway reads the tool and its server before every call) that compilation costs several times the query
@@ -6,19 +7,72 @@ itself. `PreparedLookup` lets the ORM compile the query once per database connec
 compiler, and then only executes the SQL with the new value and builds the instances the way
 `ModelIterable` does (the field converters, also worked out once; `from_db`; select_related
 populators). Every call still reads the database: nothing is cached but the SQL.
+
+`hot_cursor()`: on SQLite Django's cursor rewrites every statement's %s placeholders to ? with a regex,
+which for a long SELECT costs as much as running it; for SQL that never changes once is enough.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
 _PLACEHOLDER = "\x00prepared-lookup-value\x00"
+
+
+def _watched(connection: BaseDatabaseWrapper) -> bool:
+    """Whether something sees each query: DEBUG or a test capturing them (a debug cursor), an execute wrapper."""
+    return connection.queries_logged or bool(connection.execute_wrappers)
+
+
+@functools.lru_cache(maxsize=64)
+def _qmark(sql: str) -> str:
+    return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+
+
+class _QmarkCursor:
+    """The sqlite3 cursor given SQL with Django's %s placeholders, each statement's ? form worked out once."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        return self.cursor.execute(sql) if params is None else self.cursor.execute(_qmark(sql), params)
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self.cursor.fetchmany(size)
+
+
+@contextmanager
+def hot_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A cursor for constant SQL on a hot path: on SQLite, unless something watches the queries, the sqlite3
+    cursor itself (its errors turned into Django's) with the placeholders rewritten once per statement rather
+    than on every execution; otherwise Django's own cursor."""
+    if connection.vendor != "sqlite" or _watched(connection):
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            yield _QmarkCursor(cursor)
+        finally:
+            cursor.close()
 
 
 class _Compiled:
@@ -53,7 +107,7 @@ class PreparedLookup:
         compiled = self._compiled.get(connection)
         if compiled is None:
             compiled = self._compiled[connection] = _Compiled(self.build(_PLACEHOLDER), self.using)
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             cursor.execute(compiled.sql, [value])
             rows = cursor.fetchmany(2)
         if not rows:

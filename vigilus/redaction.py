@@ -36,16 +36,23 @@ _SHAPE_HINT = re.compile(r"PRIVATE KEY|Bearer|Basic|api|passw|secret|token|autho
 _lock = threading.Lock()
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+# Short texts already redacted with the current secrets (tool names, event names, a call's arguments, which
+# every tool call's two audit entries and its log lines redact again). A new secret starts a new dict: a
+# result computed with the old secrets can only land in the dict nobody reads any more.
+_MEMO_TEXT_LENGTH = 512
+_MEMO_SIZE = 2048
+_memo: dict[str, str] = {}
 
 
 def remember_secret(value: str | None) -> None:
     """Add a secret value to the set masked by `redact()`."""
-    global _pattern
+    global _pattern, _memo
     if not value or len(value) < MIN_SECRET_LENGTH or value in _known:
         return
     with _lock:
         _known.add(value)
         _pattern = None
+        _memo = {}  # after the pattern is dropped: whoever sees the new dict builds with the new secrets
 
 
 def remember_secrets(values: Iterable[str | None]) -> None:
@@ -96,6 +103,19 @@ def redact(text: str) -> str:
     """`text` with every known secret, private-key block and bearer token replaced by [REDACTED]."""
     if not text or len(text) < MIN_SECRET_LENGTH:  # too short to hold a secret or any of the shapes
         return text
+    if len(text) > _MEMO_TEXT_LENGTH:
+        return _redacted(text)
+    memo = _memo  # before the secrets are read (see remember_secret)
+    done = memo.get(text)
+    if done is None:
+        done = _redacted(text)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[text] = done
+    return done
+
+
+def _redacted(text: str) -> str:
     pattern = _secrets_pattern()
     if pattern is not None:
         text = pattern.sub(MASK, text)
@@ -164,10 +184,17 @@ def load_known_secrets() -> int:
     return count
 
 
+# `logger.info(..., extra=ALREADY_REDACTED)`: a message made only of redacted values (an audit entry's line)
+# is not scanned again.
+ALREADY_REDACTED = {"already_redacted": True}
+
+
 class RedactingFilter(logging.Filter):
     """A handler filter: the formatted message and any traceback leave with secrets masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "already_redacted", False) and not record.exc_info and not record.stack_info:
+            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: log it as it is, still redacted

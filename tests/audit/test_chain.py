@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import DatabaseError, connection, transaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit import services, triggers
 from audit.chain import GENESIS, entry_hash
@@ -12,6 +16,7 @@ from audit.services import AuditWriteError, record, verify_log
 from vigilus.redaction import remember_secret
 
 pytestmark = pytest.mark.django_db
+SECRET_IN_DATA = "s3cr3t-in-the-arguments"
 
 
 def content_of(entry: AuditEntry) -> dict:
@@ -203,3 +208,89 @@ def test_the_fast_canonical_row_is_the_canonical_json_of_the_entry() -> None:
     row = tuple(canonical_json(v) if k in JSON_FIELDS else v for k, v in as_dict.items())
     assert canonical_row(row) == canonical_json(as_dict)
     assert entry.hash == entry_hash(content_of(entry))
+
+
+# Outside any transaction (how the gateway records a call) an entry is appended in a transaction of its own.
+
+
+def _stored(entry: AuditEntry) -> dict:
+    return content_of(AuditEntry.objects.get(pk=entry.pk)) | {"hash": AuditEntry.objects.get(pk=entry.pk).hash}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_outside_any_transaction_is_committed_as_returned_whether_or_not_queries_are_watched() -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    assert not connection.in_atomic_block
+    first = record("tool_call.decision", actor="ops-bot", arguments={"command": "uptime"}, decision="allowed")
+    with CaptureQueriesContext(connection) as queries:  # what DEBUG and query-counting tests see
+        second = record("tool_call.outcome", actor="ops-bot", outcome="succeeded", duration_ms=3, note="é")
+    assert any("audit_auditentry" in query["sql"] for query in queries.captured_queries)
+    for entry in (first, second):
+        assert content_of(entry) | {"hash": entry.hash} == _stored(entry)
+        assert entry.hash == entry_hash(content_of(entry))
+    assert second.prev_hash == first.hash
+    assert ChainHead.objects.values_list("sequence", "hash").get() == (2, second.hash)
+    assert verify_log().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_that_fails_outside_any_transaction_leaves_nothing_behind(monkeypatch) -> None:
+    first = record("before")
+    monkeypatch.setattr(services, "_PG_APPEND", "SELECT * FROM no_such_table")
+    monkeypatch.setattr(services, "_SQLITE_INSERT", "INSERT INTO no_such_table VALUES (%s)")
+    with pytest.raises(AuditWriteError, match="no_such_table"):
+        record("lost", arguments={"x": 1})
+    monkeypatch.undo()
+    assert ChainHead.objects.values_list("sequence", "hash").get() == (1, first.hash)  # the head did not move
+    assert record("after").sequence == 2 and verify_log().ok
+    assert list(AuditEntry.objects.order_by("sequence").values_list("event", flat=True)) == ["before", "after"]
+    with transaction.atomic():  # the connection was not left inside a transaction
+        record("inside")
+    assert AuditEntry.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_chain_head_is_made_again_from_the_log_outside_any_transaction() -> None:
+    first = record("one")
+    ChainHead.objects.all().delete()
+    second = record("two")
+    assert second.sequence == 2 and second.prev_hash == first.hash and verify_log().ok
+
+
+_KEYS = st.sampled_from(["path", "password", "api_key", "Token", "text", "é", "", SECRET_IN_DATA]) | st.text(max_size=8)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([SECRET_IN_DATA, f"x{SECRET_IN_DATA}y", "Bearer abcdef123456", "a\x00b", "plain"])
+    | st.text(max_size=12)
+)
+_DATA = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(_KEYS, inner, max_size=3)
+        | st.dictionaries(st.integers(0, 3), inner, max_size=2)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_DATA)
+def test_the_one_walk_path_gives_what_the_json_round_trip_gives(value: object) -> None:
+    """`_clean_json` walks plain JSON data once; anything else goes through JSON text and back. Both must store the
+    same thing: redacted, secret-keyed strings masked, JSON types only, no NUL."""
+    remember_secret(SECRET_IN_DATA)
+    try:
+        expected = services._round_tripped(value)
+    except ValueError:  # NaN or infinity: refused either way
+        with pytest.raises(ValueError):
+            services._clean_json(value)
+        return
+    cleaned = services._clean_json(value)
+    assert cleaned == expected
+    assert SECRET_IN_DATA not in json.dumps(cleaned, ensure_ascii=False) and "\x00" not in json.dumps(cleaned)

@@ -144,6 +144,16 @@ def test_a_schema_the_validator_cannot_use_is_a_tool_error_not_a_crash(schema: d
     assert result.content.startswith("the tool's own input schema cannot be used: ")
 
 
+def test_a_tool_whose_schema_changes_is_held_to_the_new_schema_at_once() -> None:
+    assert gateway.execute("filesystem__stat", {"path": "/tmp"}).decision == "allowed"
+    schema = {"type": "object", "properties": {"path": {"type": "string", "maxLength": 2}}, "required": ["path"]}
+    Tool.objects.filter(qualified_name="filesystem__stat").update(input_schema=schema)  # rediscovered, say
+    result = gateway.execute("filesystem__stat", {"path": "/tmp"})
+    assert result.decision == "invalid" and "is too long" in result.content
+    Tool.objects.filter(qualified_name="filesystem__stat").update(input_schema={"type": "object"})
+    assert gateway.execute("filesystem__stat", {"path": "/tmp"}).decision == "allowed"
+
+
 def test_a_calls_own_timeout_widens_how_long_the_gateway_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     waited: list[float] = []
 

@@ -60,7 +60,9 @@ def test_redact_data_walks_nested_arguments() -> None:
     assert redact_data(data) == {"command": f"mysql -p{MASK}", "env": [{"PW": MASK}], "n": 3}
 
 
-def _log_through_filter(message: str, *args: object, exc: BaseException | None = None) -> str:
+def _log_through_filter(
+    message: str, *args: object, exc: BaseException | None = None, extra: dict | None = None
+) -> str:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactingFilter())
@@ -72,12 +74,31 @@ def _log_through_filter(message: str, *args: object, exc: BaseException | None =
             try:
                 raise exc
             except type(exc):
-                logger.exception(message, *args)
+                logger.exception(message, *args, extra=extra)
         else:
-            logger.warning(message, *args)
+            logger.warning(message, *args, extra=extra)
     finally:
         logger.removeHandler(handler)
     return stream.getvalue()
+
+
+def test_a_text_seen_before_a_secret_was_known_is_masked_once_it_is() -> None:
+    secret = "late-arriving-secret-77"
+    short, long = f"value {secret} here", f"{secret} " + "x" * 2000  # a remembered result; too long to remember
+    assert redact(short) == redact(short) == short and redact(long) == long  # not yet a secret, no shape
+    remember_secret(secret)
+    assert secret not in redact(short) and secret not in redact(long)
+    _forget(secret)
+
+
+def test_an_audit_line_is_not_scanned_again_but_other_records_are() -> None:
+    from vigilus.redaction import ALREADY_REDACTED
+
+    remember_secret(SECRET)
+    out = _log_through_filter("made of redacted values: %s", "[REDACTED] only", extra=ALREADY_REDACTED)
+    assert "made of redacted values: [REDACTED] only" in out
+    out = _log_through_filter("a traceback is scanned", exc=RuntimeError(SECRET), extra=ALREADY_REDACTED)
+    assert "RuntimeError" in out and SECRET not in out
 
 
 def test_logging_filter_masks_arguments_and_tracebacks() -> None:
@@ -94,6 +115,7 @@ def _forget(value: str) -> None:
 
     redaction._known.discard(value)
     redaction._pattern = None
+    redaction._memo = {}
 
 
 @pytest.mark.django_db
