@@ -52,7 +52,7 @@ from audit.chain import (
 from audit.choices import ActorKind
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
 from vigilus.prepared import hot_cursor
-from vigilus.redaction import ALREADY_REDACTED, MASK, redact, redact_data
+from vigilus.redaction import MASK, redact, redact_data
 
 logger = logging.getLogger("vigilus.audit")
 
@@ -123,10 +123,21 @@ def _scrubbed(value: Any) -> Any:
     raise _NotPlainJSON
 
 
+def _without_nul(value: Any) -> Any:
+    """NUL characters (which PostgreSQL cannot store) replaced in every string and key."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def _round_tripped(value: Any) -> Any:
     """Redacted, masked, and through JSON text and back: any value json.dumps(default=str) takes."""
     text = json.dumps(_mask_secret_keys(redact_data(value)), default=str, ensure_ascii=False, allow_nan=False)
-    return json.loads(text.replace("\\u0000", "\\ufffd"))
+    return _without_nul(json.loads(text))
 
 
 def _clean_json(value: Any) -> Any:
@@ -290,8 +301,8 @@ def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
         # Alone (a tool call's entries): BEGIN IMMEDIATE ... COMMIT without transaction.atomic()'s bookkeeping;
         # the write lock is taken at BEGIN.
         with hot_cursor(connection) as cursor:
-            cursor.execute("BEGIN IMMEDIATE")
             try:
+                cursor.execute("BEGIN IMMEDIATE")
                 entry = _append_sqlite(connection, cursor, columns)
                 cursor.execute("COMMIT")
             except BaseException:
@@ -319,7 +330,7 @@ def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, 
     except (DatabaseError, ValueError) as exc:
         raise AuditWriteError(f"the audit entry for {event} could not be written: {exc}") from exc
     logged = {"sequence": entry.sequence, **{k: v for k, v in columns.items() if v not in ("", None, {})}}
-    logger.info("%s", json.dumps(logged, ensure_ascii=False, sort_keys=True), extra=ALREADY_REDACTED)
+    logger.info("%s", json.dumps(logged, ensure_ascii=False, sort_keys=True))
     return entry
 
 

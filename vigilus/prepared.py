@@ -67,6 +67,7 @@ def hot_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
             yield cursor
         return
     connection.ensure_connection()
+    connection.validate_no_broken_transaction()  # as Django's cursor does before every statement
     with connection.wrap_database_errors:
         cursor = connection.connection.cursor()
         try:

@@ -92,11 +92,14 @@ def remember_stored_secret(value: str | None) -> None:
 
 def _secrets_pattern() -> re.Pattern[str] | None:
     global _pattern
-    if _pattern is None and _known:
+    pattern = _pattern  # read once: remember_secret() may drop it meanwhile
+    if pattern is None and _known:
         with _lock:
-            alternatives = sorted(_known, key=len, reverse=True)  # longest first: no partial leftovers
-            _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
-    return _pattern
+            if _pattern is None:
+                alternatives = sorted(_known, key=len, reverse=True)  # longest first: no partial leftovers
+                _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+            pattern = _pattern
+    return pattern
 
 
 def redact(text: str) -> str:
@@ -184,17 +187,10 @@ def load_known_secrets() -> int:
     return count
 
 
-# `logger.info(..., extra=ALREADY_REDACTED)`: a message made only of redacted values (an audit entry's line)
-# is not scanned again.
-ALREADY_REDACTED = {"already_redacted": True}
-
-
 class RedactingFilter(logging.Filter):
     """A handler filter: the formatted message and any traceback leave with secrets masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "already_redacted", False) and not record.exc_info and not record.stack_info:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: log it as it is, still redacted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -250,6 +251,23 @@ def test_an_entry_that_fails_outside_any_transaction_leaves_nothing_behind(monke
     assert AuditEntry.objects.count() == 3
 
 
+@pytest.mark.parametrize("watched", [False, True])
+def test_an_entry_is_refused_in_a_transaction_that_already_failed(watched: bool) -> None:
+    """A caller that caught a database error inside its transaction cannot record as if all were well: the entry
+    would be rolled back with the transaction, silently."""
+    from django.contrib.auth.models import Group
+    from django.db import IntegrityError
+    from django.test.utils import CaptureQueriesContext
+
+    record("before")  # the chain has a head: the append itself is what must refuse
+    Group.objects.create(name="taken")
+    with transaction.atomic():
+        with contextlib.suppress(IntegrityError):
+            Group.objects.create(name="taken")  # no savepoint: the transaction is now unusable
+        with CaptureQueriesContext(connection) if watched else contextlib.nullcontext(), pytest.raises(AuditWriteError):
+            record("after a failure")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_missing_chain_head_is_made_again_from_the_log_outside_any_transaction() -> None:
     first = record("one")
@@ -264,7 +282,7 @@ _SCALARS = (
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=True, allow_infinity=True)
-    | st.sampled_from([SECRET_IN_DATA, f"x{SECRET_IN_DATA}y", "Bearer abcdef123456", "a\x00b", "plain"])
+    | st.sampled_from([SECRET_IN_DATA, f"x{SECRET_IN_DATA}y", "Bearer abcdef123456", "a\x00b", "C:\\u0000x", "plain"])
     | st.text(max_size=12)
 )
 _DATA = st.recursive(
