@@ -84,16 +84,18 @@ def remove_schedule(schedule: Schedule, *, actor: User) -> None:
 
 
 @transaction.atomic
-def set_schedule_enabled(schedule: Schedule, enabled: bool, *, actor: User) -> Schedule:
-    """Pause or resume a schedule: its beat entry stops firing too (a fire already queued does nothing)."""
-    Schedule.objects.filter(pk=schedule.pk).update(enabled=enabled)
-    if schedule.periodic_task_id:
-        PeriodicTask.objects.filter(pk=schedule.periodic_task_id).update(enabled=enabled)
+def set_enabled(entry_point: Schedule | Webhook, enabled: bool, *, actor: User) -> None:
+    """Pause or resume a schedule or a webhook, audited (`schedule.disabled`, `webhook.enabled`, ...).
+
+    A paused schedule's beat entry stops firing too (a fire already queued does nothing); a paused webhook
+    answers like an unknown one and keeps its token."""
+    type(entry_point).objects.filter(pk=entry_point.pk).update(enabled=enabled)
+    entry_point.enabled = enabled
+    if isinstance(entry_point, Schedule) and entry_point.periodic_task_id:
+        PeriodicTask.objects.filter(pk=entry_point.periodic_task_id).update(enabled=enabled)
         PeriodicTasks.update_changed()  # beat reloads its entries
-    schedule.enabled = enabled
-    event = "schedule.enabled" if enabled else "schedule.disabled"
-    record(event, actor=actor.username, actor_kind="user", target=schedule.name)
-    return schedule
+    event = f"{entry_point._meta.model_name}.{'enabled' if enabled else 'disabled'}"
+    record(event, actor=actor.username, actor_kind="user", target=entry_point.name)
 
 
 def run_schedule(schedule_id: int) -> Run | None:
@@ -130,16 +132,6 @@ def remove_webhook(webhook: Webhook, *, actor: User) -> None:
     name = webhook.name
     webhook.delete()
     record("webhook.removed", actor=actor.username, actor_kind="user", target=name)
-
-
-@transaction.atomic
-def set_webhook_enabled(webhook: Webhook, enabled: bool, *, actor: User) -> Webhook:
-    """Pause or resume a webhook: while disabled it answers like an unknown one, and its token is kept."""
-    Webhook.objects.filter(pk=webhook.pk).update(enabled=enabled)
-    webhook.enabled = enabled
-    event = "webhook.enabled" if enabled else "webhook.disabled"
-    record(event, actor=actor.username, actor_kind="user", target=webhook.name)
-    return webhook
 
 
 def check_token(webhook: Webhook, presented: str) -> bool:

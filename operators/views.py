@@ -128,10 +128,7 @@ def schedule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @admin_required
 def schedule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
-    schedule = get_object_or_404(Schedule, pk=pk)
-    entrypoints.set_schedule_enabled(schedule, not schedule.enabled, actor=request.user)
-    messages.success(request, f"Schedule {schedule.name} {'resumed' if schedule.enabled else 'paused'}.")
-    return redirect("schedules")
+    return _pause_or_resume(request, get_object_or_404(Schedule, pk=pk), "schedules")
 
 
 @admin_required
@@ -163,7 +160,11 @@ def webhook_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @admin_required
 def webhook_toggle(request: HttpRequest, pk: int) -> HttpResponse:
-    webhook = get_object_or_404(Webhook, pk=pk)
-    entrypoints.set_webhook_enabled(webhook, not webhook.enabled, actor=request.user)
-    messages.success(request, f"Webhook {webhook.name} {'resumed' if webhook.enabled else 'paused'}.")
-    return redirect("webhooks")
+    return _pause_or_resume(request, get_object_or_404(Webhook, pk=pk), "webhooks")
+
+
+def _pause_or_resume(request: HttpRequest, entry_point: Schedule | Webhook, page: str) -> HttpResponse:
+    entrypoints.set_enabled(entry_point, not entry_point.enabled, actor=request.user)
+    noun = entry_point._meta.verbose_name.capitalize()
+    messages.success(request, f"{noun} {entry_point.name} {'resumed' if entry_point.enabled else 'paused'}.")
+    return redirect(page)

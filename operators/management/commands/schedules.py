@@ -6,12 +6,13 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from operators.entrypoints import add_schedule, remove_schedule, set_schedule_enabled
+from operators.entrypoints import add_schedule, remove_schedule
+from operators.management.base import EntryPointCommand
 from operators.models import Operator, Schedule
-from vigilus.management.base import AreaCommand
 
 
-class Command(AreaCommand):
+class Command(EntryPointCommand):
+    model = Schedule
     help = "Schedules: a task for an Operator on a cron expression (or hourly, nightly, daily, weekly)."
 
     def add_subcommands(self) -> None:
@@ -21,8 +22,7 @@ class Command(AreaCommand):
         add.add_argument("--cron", required=True, help="five cron fields, or hourly / nightly / daily / weekly")
         add.add_argument("--task", required=True)
         self.subcommand("list", "List schedules.", json_output=True)
-        self.subcommand("pause", "Pause a schedule (kept, never fired until resumed).").add_argument("name")
-        self.subcommand("resume", "Resume a paused schedule.").add_argument("name")
+        self.add_pause_and_resume("kept, never fired")
         remove = self.subcommand("remove", "Remove a schedule.")
         remove.add_argument("name")
 
@@ -51,22 +51,6 @@ class Command(AreaCommand):
         for row in rows:
             self.stdout.write(f"{row['name']:<20} {row['cron']:<16} {row['operator']:<16} {row['task'][:50]}")
 
-    def handle_pause(self, *, name: str, **options: Any) -> None:
-        self._set_enabled(name, False, options)
-
-    def handle_resume(self, *, name: str, **options: Any) -> None:
-        self._set_enabled(name, True, options)
-
-    def _set_enabled(self, name: str, enabled: bool, options: dict[str, Any]) -> None:
-        schedule = Schedule.objects.filter(name=name).first()
-        if schedule is None:
-            raise CommandError(f"No schedule named {name!r}.")
-        set_schedule_enabled(schedule, enabled, actor=self.actor(options))
-        self.stdout.write(f"{'Resumed' if enabled else 'Paused'} schedule {name}.")
-
     def handle_remove(self, *, name: str, **options: Any) -> None:
-        schedule = Schedule.objects.filter(name=name).first()
-        if schedule is None:
-            raise CommandError(f"No schedule named {name!r}.")
-        remove_schedule(schedule, actor=self.actor(options))
+        remove_schedule(self.named(name), actor=self.actor(options))
         self.stdout.write(f"Removed schedule {name}.")

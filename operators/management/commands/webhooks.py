@@ -8,12 +8,13 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from operators.entrypoints import add_webhook, remove_webhook, set_webhook_enabled
+from operators.entrypoints import add_webhook, remove_webhook
+from operators.management.base import EntryPointCommand
 from operators.models import Operator, Webhook
-from vigilus.management.base import AreaCommand
 
 
-class Command(AreaCommand):
+class Command(EntryPointCommand):
+    model = Webhook
     help = "Webhooks: a URL and a token; each JSON alert posted there becomes a task for the Operator."
 
     def add_subcommands(self) -> None:
@@ -22,8 +23,7 @@ class Command(AreaCommand):
         add.add_argument("--operator", required=True)
         add.add_argument("--instructions", default="", help="what the Operator should do with each alert")
         self.subcommand("list", "List webhooks.", json_output=True)
-        self.subcommand("pause", "Pause a webhook (kept, answering 403 until resumed).").add_argument("name")
-        self.subcommand("resume", "Resume a paused webhook.").add_argument("name")
+        self.add_pause_and_resume("kept, answering 403")
         remove = self.subcommand("remove", "Remove a webhook.")
         remove.add_argument("name")
 
@@ -49,22 +49,6 @@ class Command(AreaCommand):
                 f"{row['name']:<20} {row['operator']:<16} last alert: {row['last_received_at'] or 'never'}"
             )
 
-    def handle_pause(self, *, name: str, **options: Any) -> None:
-        self._set_enabled(name, False, options)
-
-    def handle_resume(self, *, name: str, **options: Any) -> None:
-        self._set_enabled(name, True, options)
-
-    def _set_enabled(self, name: str, enabled: bool, options: dict[str, Any]) -> None:
-        webhook = Webhook.objects.filter(name=name).first()
-        if webhook is None:
-            raise CommandError(f"No webhook named {name!r}.")
-        set_webhook_enabled(webhook, enabled, actor=self.actor(options))
-        self.stdout.write(f"{'Resumed' if enabled else 'Paused'} webhook {name}.")
-
     def handle_remove(self, *, name: str, **options: Any) -> None:
-        webhook = Webhook.objects.filter(name=name).first()
-        if webhook is None:
-            raise CommandError(f"No webhook named {name!r}.")
-        remove_webhook(webhook, actor=self.actor(options))
+        remove_webhook(self.named(name), actor=self.actor(options))
         self.stdout.write(f"Removed webhook {name}.")
