@@ -52,7 +52,7 @@ from audit.chain import (
 from audit.choices import ActorKind
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
 from vigilus.prepared import hot_cursor
-from vigilus.redaction import MASK, redact, redact_data
+from vigilus.redaction import MASK, redact
 
 logger = logging.getLogger("vigilus.audit")
 
@@ -83,36 +83,23 @@ def _clean_text(value: Any, column: str) -> str:
 _SECRET_KEY = re.compile(r"api[_-]?key|passw(or)?d|secret|token|authorization|private[_-]?key|credential", re.I)
 
 
-def _mask_secret_keys(value: Any) -> Any:
-    """Strings held under a secret-looking key ({"password": ...}) masked, at any depth."""
-    if isinstance(value, dict):
-        return {
-            k: MASK if isinstance(v, str) and v and _SECRET_KEY.search(str(k)) else _mask_secret_keys(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_mask_secret_keys(v) for v in value]
-    return value
-
-
 class _NotPlainJSON(Exception):
-    """A value _scrubbed() leaves to the general path: not a str key, not a JSON type, a NUL, NaN or infinity."""
+    """A value that is not plain JSON data: a key that is not a string, a type JSON does not have, NaN or infinity."""
 
 
 def _scrubbed(value: Any) -> Any:
-    """What _clean_json() makes of plain JSON data (str keys; str, int, finite float, bool, None, lists, dicts)
-    in one walk: strings redacted, strings under a secret-looking key masked, tuples made lists."""
+    """Plain JSON data (str keys; str, int, finite float, bool, None, lists, tuples, dicts) copied in one walk:
+    strings and keys redacted and without NUL (PostgreSQL cannot store it), strings under a secret-looking key
+    ({"password": ...}) masked, tuples made lists."""
     kind = type(value)
     if kind is str:
-        if "\x00" in value:
-            raise _NotPlainJSON
-        return redact(value)
+        return redact(value).replace("\x00", "\ufffd")
     if kind is dict:
         scrubbed = {}
         for key, item in value.items():
-            if type(key) is not str or "\x00" in key:
+            if type(key) is not str:
                 raise _NotPlainJSON
-            key = redact(key)
+            key = redact(key).replace("\x00", "\ufffd")
             secret = type(item) is str and item and _SECRET_KEY.search(key)
             scrubbed[key] = MASK if secret else _scrubbed(item)
         return scrubbed
@@ -123,29 +110,13 @@ def _scrubbed(value: Any) -> Any:
     raise _NotPlainJSON
 
 
-def _without_nul(value: Any) -> Any:
-    """NUL characters (which PostgreSQL cannot store) replaced in every string and key."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
-
-
-def _round_tripped(value: Any) -> Any:
-    """Redacted, masked, and through JSON text and back: any value json.dumps(default=str) takes."""
-    text = json.dumps(_mask_secret_keys(redact_data(value)), default=str, ensure_ascii=False, allow_nan=False)
-    return _without_nul(json.loads(text))
-
-
 def _clean_json(value: Any) -> Any:
-    """Redacted, and exactly what the database will give back (JSON types only, no NULs)."""
+    """Redacted, and exactly what the database will give back (JSON types only, no NULs). Anything but plain JSON
+    data (dates, decimals, int keys) is made plain by a trip through JSON text first; NaN is refused there."""
     try:
         return _scrubbed(value)
     except _NotPlainJSON:
-        return _round_tripped(value)
+        return _scrubbed(json.loads(json.dumps(value, default=str, ensure_ascii=False, allow_nan=False)))
 
 
 def _reference(value: Any) -> int | None:

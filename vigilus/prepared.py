@@ -15,6 +15,7 @@ which for a long SELECT costs as much as running it; for SQL that never changes 
 from __future__ import annotations
 
 import functools
+import sqlite3
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,49 +30,34 @@ from django.db.models.query import get_related_populators
 _PLACEHOLDER = "\x00prepared-lookup-value\x00"
 
 
-def _watched(connection: BaseDatabaseWrapper) -> bool:
-    """Whether something sees each query: DEBUG or a test capturing them (a debug cursor), an execute wrapper."""
-    return connection.queries_logged or bool(connection.execute_wrappers)
-
-
 @functools.lru_cache(maxsize=64)
 def _qmark(sql: str) -> str:
     return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
 
 
-class _QmarkCursor:
-    """The sqlite3 cursor given SQL with Django's %s placeholders, each statement's ? form worked out once."""
+class _QmarkCursor(sqlite3.Cursor):
+    """A sqlite3 cursor given SQL with Django's %s placeholders, each statement's ? form worked out once."""
 
-    __slots__ = ("cursor",)
-
-    def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-
-    def execute(self, sql: str, params: Any = None) -> Any:
-        return self.cursor.execute(sql) if params is None else self.cursor.execute(_qmark(sql), params)
-
-    def fetchone(self) -> Any:
-        return self.cursor.fetchone()
-
-    def fetchmany(self, size: int) -> list[Any]:
-        return self.cursor.fetchmany(size)
+    def execute(self, sql: str, params: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().execute(sql) if params is None else super().execute(_qmark(sql), params)
 
 
 @contextmanager
 def hot_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
-    """A cursor for constant SQL on a hot path: on SQLite, unless something watches the queries, the sqlite3
-    cursor itself (its errors turned into Django's) with the placeholders rewritten once per statement rather
-    than on every execution; otherwise Django's own cursor."""
-    if connection.vendor != "sqlite" or _watched(connection):
+    """A cursor for constant SQL on a hot path: on SQLite the sqlite3 cursor itself (its errors turned into
+    Django's) with the placeholders rewritten once per statement rather than on every execution; Django's own
+    cursor on other databases, and whenever something sees each query (DEBUG, a test capturing them, an execute
+    wrapper)."""
+    if connection.vendor != "sqlite" or connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as cursor:
             yield cursor
         return
     connection.ensure_connection()
     connection.validate_no_broken_transaction()  # as Django's cursor does before every statement
     with connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
+        cursor = connection.connection.cursor(factory=_QmarkCursor)
         try:
-            yield _QmarkCursor(cursor)
+            yield cursor
         finally:
             cursor.close()
 
