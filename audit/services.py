@@ -52,7 +52,7 @@ from audit.chain import (
 from audit.choices import ActorKind
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
 from vigilus.prepared import hot_cursor
-from vigilus.redaction import MASK, redact
+from vigilus.redaction import ALREADY_REDACTED, MASK, MIN_SECRET_LENGTH, redact
 
 logger = logging.getLogger("vigilus.audit")
 
@@ -83,16 +83,25 @@ def _clean_text(value: Any, column: str) -> str:
 _SECRET_KEY = re.compile(r"api[_-]?key|passw(or)?d|secret|token|authorization|private[_-]?key|credential", re.I)
 
 
+@lru_cache(maxsize=1024)
+def _secret_looking(key: str) -> bool:
+    """Whether a key names a secret ({"password": ...}, {"X-Api-Key": ...}): what is under it is masked."""
+    return _SECRET_KEY.search(key) is not None
+
+
 class _NotPlainJSON(Exception):
     """A value that is not plain JSON data: a key that is not a string, a type JSON does not have, NaN or infinity."""
 
 
-def _scrubbed(value: Any) -> Any:
+def _scrubbed(value: Any, under_secret_key: bool = False) -> Any:
     """Plain JSON data (str keys; str, int, finite float, bool, None, lists, tuples, dicts) copied in one walk:
-    strings and keys redacted and without NUL (PostgreSQL cannot store it), strings under a secret-looking key
-    ({"password": ...}) masked, tuples made lists."""
+    strings and keys redacted and without NUL (PostgreSQL cannot store it), tuples made lists. Under a
+    secret-looking key ({"password": ...}, at any depth below it) every non-empty string is masked, and every
+    number long enough to be a secret (a PIN, a numeric token)."""
     kind = type(value)
     if kind is str:
+        if under_secret_key and value:
+            return MASK
         return redact(value).replace("\x00", "\ufffd")
     if kind is dict:
         scrubbed = {}
@@ -100,12 +109,13 @@ def _scrubbed(value: Any) -> Any:
             if type(key) is not str:
                 raise _NotPlainJSON
             key = redact(key).replace("\x00", "\ufffd")
-            secret = type(item) is str and item and _SECRET_KEY.search(key)
-            scrubbed[key] = MASK if secret else _scrubbed(item)
+            scrubbed[key] = _scrubbed(item, under_secret_key or _secret_looking(key))
         return scrubbed
     if kind is list or kind is tuple:
-        return [_scrubbed(item) for item in value]
-    if value is None or kind is int or kind is bool or (kind is float and math.isfinite(value)):
+        return [_scrubbed(item, under_secret_key) for item in value]
+    if kind is int or (kind is float and math.isfinite(value)):
+        return MASK if under_secret_key and len(repr(value)) >= MIN_SECRET_LENGTH else value
+    if value is None or kind is bool:
         return value
     raise _NotPlainJSON
 
@@ -285,6 +295,13 @@ def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
         return _append(using, columns)
 
 
+def log_line(sequence: int, columns: dict[str, Any]) -> str:
+    """The entry as one JSON line for the log. Made of redacted columns only, with whatever sits under a
+    secret-looking key masked, so the log's filter need not scan it again."""
+    logged = {"sequence": sequence, **{k: v for k, v in columns.items() if v not in ("", None, {})}}
+    return json.dumps(logged, ensure_ascii=False, sort_keys=True)
+
+
 def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, **details: Any) -> AuditEntry:
     """Append one redacted, hash-chained entry in the caller's transaction, and return it.
 
@@ -300,8 +317,7 @@ def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, 
         entry = _append(DEFAULT_DB_ALIAS, columns)
     except (DatabaseError, ValueError) as exc:
         raise AuditWriteError(f"the audit entry for {event} could not be written: {exc}") from exc
-    logged = {"sequence": entry.sequence, **{k: v for k, v in columns.items() if v not in ("", None, {})}}
-    logger.info("%s", json.dumps(logged, ensure_ascii=False, sort_keys=True))
+    logger.info("%s", log_line(entry.sequence, columns), extra=ALREADY_REDACTED)
     return entry
 
 

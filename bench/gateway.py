@@ -3,7 +3,9 @@
 Two read tools, each called N times both ways:
 
 - echo: the `echo` tool of a tiny stdio server (tests/tools/mcp_servers/echo.py, annotated read-only,
-  registered as trusted, so the gateway classifies it `read`): the worst case, a tool that does nothing;
+  registered as trusted, so the gateway classifies it `read`, with an API key in its env as third-party
+  servers usually have, which the gateway reads, encrypted, with the server before every call): the worst
+  case, a tool that does nothing;
 - uptime: the built-in shell server's `run_command` with `uptime` (classified read by the command-line
   classifier, run from its parsed argv): a real read tool, in process over the SDK's in-memory transport.
 
@@ -24,6 +26,7 @@ a supervisor) so a terminal's speed is not measured. Target: gateway p50 <= 1.3x
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import sys
 import time
@@ -50,7 +53,12 @@ def register_echo() -> None:
     from tools.services import discover_server
 
     server = MCPServer.objects.create(
-        name="bench-echo", transport=Transport.STDIO, command=sys.executable, args=[str(SERVER)], trusted=True
+        name="bench-echo",
+        transport=Transport.STDIO,
+        command=sys.executable,
+        args=[str(SERVER)],
+        env=json.dumps({"ECHO_API_KEY": "bench-key-6c1f0a9e27d4"}),
+        trusted=True,
     )
     report = discover_server(server)
     if report.status != "ok":

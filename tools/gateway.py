@@ -8,7 +8,6 @@ that would crash a run.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -88,12 +87,17 @@ def render_content(result: Any) -> str:
     return "\n".join(parts)
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(schema_text: str) -> jsonschema.protocols.Validator:
-    """A validator for a schema (given as its JSON text), built once per process: building one costs more than
-    validating."""
-    schema = json.loads(schema_text)
-    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
+# Each tool's validator, built once and used while the tool's schema stays the same (building one costs more than
+# validating with it).
+_validators: dict[str, tuple[str, dict, jsonschema.protocols.Validator]] = {}
+
+
+def _validator(tool: Tool, schema: dict) -> jsonschema.protocols.Validator:
+    cached = _validators.get(tool.qualified_name)
+    if cached is None or cached[0] != tool.definition_hash or cached[1] != schema:
+        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
+        cached = _validators[tool.qualified_name] = (tool.definition_hash, schema, validator)
+    return cached[2]
 
 
 def validate_arguments(tool: Tool, arguments: Any) -> str | None:
@@ -102,7 +106,7 @@ def validate_arguments(tool: Tool, arguments: Any) -> str | None:
         return "arguments must be a JSON object"
     schema = tool.input_schema or {"type": "object"}
     try:
-        _validator(json.dumps(schema, sort_keys=True)).validate(arguments)
+        _validator(tool, schema).validate(arguments)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         return f"invalid arguments at {where}: {exc.message}"

@@ -46,10 +46,20 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(token: str) -> str:
     """The plaintext of a token made with any configured key; raises SecretDecryptionError otherwise."""
+    return _decrypted(tuple(settings.ENCRYPTION_KEYS), token)
+
+
+@lru_cache(maxsize=512)
+def _decrypted(keys: tuple[str, ...], token: str) -> str:
+    """Decrypted once per process and key list (the gateway reads an MCP server's env and headers before every
+    call), and remembered for redaction then. Only what decrypts is kept: a failure raises again next time.
+    The plaintext lives as long as the redactor holds it anyway."""
     try:
-        return multi_fernet().decrypt(token.encode("ascii")).decode()
+        plaintext = _multi_fernet(keys).decrypt(token.encode("ascii")).decode()
     except (InvalidToken, UnicodeError):
         raise SecretDecryptionError() from None
+    remember_stored_secret(plaintext)
+    return plaintext
 
 
 class _WriteOnly:
@@ -111,11 +121,7 @@ class EncryptedTextField(models.TextField):
     description = "Text encrypted at rest"
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
-        if not value:
-            return value
-        plaintext = decrypt(value)
-        remember_stored_secret(plaintext)
-        return plaintext
+        return decrypt(value) if value else value
 
     def get_prep_value(self, value: Any) -> str | None:
         value = super().get_prep_value(value)

@@ -187,10 +187,17 @@ def load_known_secrets() -> int:
     return count
 
 
+# `extra=` of a log call whose message was built from redacted parts only (an audit entry's line): the filter
+# leaves it as it is.
+ALREADY_REDACTED = {"vigilus_redacted": True}
+
+
 class RedactingFilter(logging.Filter):
     """A handler filter: the formatted message and any traceback leave with secrets masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "vigilus_redacted", False) and not record.exc_info and not record.stack_info:
+            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: log it as it is, still redacted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -70,6 +71,33 @@ def test_known_keys_become_columns_and_the_rest_details_all_redacted() -> None:
     assert "abcdefghijkl" not in entry.error
     assert entry.details == {"intent_reason": "ran a command", "policy_reason": "covered by grant #34"}
     assert verify_log().ok
+
+
+def test_everything_under_a_secret_looking_key_is_masked_also_numbers_and_lists(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigilus.audit")
+    entry = record(
+        "tool_call.decision",
+        arguments={
+            "api_token": 48213377,  # a numeric token
+            "password": ["hunter2hunter2", 7740214],
+            "credentials": {"user": "backup", "pin": 991204},
+            "max_tokens": 4096,  # too short to be a secret: left alone
+            "port": 8443123,  # not under a secret-looking key
+        },
+    )
+    stored = AuditEntry.objects.get(pk=entry.pk).arguments
+    assert stored == {
+        "api_token": MASK,
+        "password": [MASK, MASK],
+        "credentials": {"user": MASK, "pin": MASK},
+        "max_tokens": 4096,
+        "port": 8443123,
+    }
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "vigilus.audit"]
+    assert not [secret for secret in ("48213377", "hunter2", "7740214", "991204", "backup") if secret in line]
+    assert json.loads(line)["arguments"] == stored
 
 
 def test_actor_kind_defaults_to_system_or_user() -> None:
@@ -306,18 +334,20 @@ def _strings(value: object) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def _secret_keyed_strings(value: object) -> list[str]:
-    """Every non-empty string held directly under a secret-looking key, at any depth."""
+def _under_secret_keys(value: object, under: bool = False) -> list[object]:
+    """Every non-empty string and every number of 6 characters or more under a secret-looking key, at any depth
+    below it."""
     if isinstance(value, dict):
-        return [
-            found
-            for key, item in value.items()
-            for found in ([item] if isinstance(item, str) and item and services._SECRET_KEY.search(key) else [])
-            + _secret_keyed_strings(item)
-        ]
+        return [found for key, item in value.items() for found in _under_secret_keys(item, under or _secret(key))]
     if isinstance(value, list):
-        return [found for item in value for found in _secret_keyed_strings(item)]
-    return []
+        return [found for item in value for found in _under_secret_keys(item, under)]
+    if isinstance(value, bool) or value is None or not under:
+        return []
+    return [value] if (isinstance(value, str) and value) or len(json.dumps(value)) >= 6 else []
+
+
+def _secret(key: str) -> bool:
+    return services._SECRET_KEY.search(key) is not None
 
 
 @settings(max_examples=300, deadline=None)
@@ -334,5 +364,25 @@ def test_stored_json_is_plain_redacted_and_the_same_whichever_path_made_it(value
         return
     assert json.loads(json.dumps(cleaned)) == cleaned
     assert not [text for text in _strings(cleaned) if SECRET_IN_DATA in text or "\x00" in text]
-    assert set(_secret_keyed_strings(cleaned)) <= {MASK}
+    assert set(_under_secret_keys(cleaned)) <= {MASK}
     assert services._clean_json(json.loads(json.dumps(value, default=str, ensure_ascii=False))) == cleaned
+
+
+@settings(max_examples=300, deadline=None)
+@given(arguments=_DATA, detail=_DATA, reason=_SCALARS)
+def test_the_log_line_of_an_entry_is_made_of_redacted_columns_only(
+    arguments: object, detail: object, reason: object
+) -> None:
+    """The log's filter leaves an audit entry's line alone: the line must hold no known secret, no bearer token, and
+    nothing unmasked under a secret-looking key, whatever the arguments."""
+    remember_secret(SECRET_IN_DATA)
+    details = {"arguments": arguments, "reason": reason, "extra": detail, "token": detail}
+    try:
+        columns = services._columns("tool_call.outcome", "ops-bot", None, details)
+    except ValueError:  # NaN or infinity: refused, nothing logged
+        return
+    line = services.log_line(7, columns)
+    assert SECRET_IN_DATA not in line and "abcdef123456" not in line and "\x00" not in line
+    logged = json.loads(line)
+    assert set(_under_secret_keys(logged)) <= {MASK}
+    assert logged["sequence"] == 7 and logged["event"] == "tool_call.outcome"

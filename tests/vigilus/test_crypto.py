@@ -93,9 +93,10 @@ def test_empty_secret_stays_empty(vault: type[models.Model]) -> None:
 
 def test_wrong_key_fails_closed_with_a_clear_message(vault: type[models.Model], key_file_restored: None) -> None:
     vault.objects.create(name="x", secret=SECRET)
+    assert vault.objects.get(name="x").secret == SECRET  # read once with the right key
     settings.ENCRYPTION_KEYS = (Fernet.generate_key().decode(),)
     with pytest.raises(SecretDecryptionError, match="does not belong to this database"):
-        vault.objects.get(name="x")
+        vault.objects.get(name="x")  # not the plaintext read before: these keys cannot decrypt it
 
 
 def test_key_check_refuses_keys_that_do_not_fit_the_database(db: None, key_file_restored: None) -> None:
