@@ -83,10 +83,14 @@ def _clean_text(value: Any, column: str) -> str:
 _SECRET_KEY = re.compile(r"api[_-]?key|passw(or)?d|secret|token|authorization|private[_-]?key|credential", re.I)
 
 
+# ... but a count of a model's tokens ({"max_tokens": 128000}) is not one.
+_TOKEN_COUNT = re.compile(r"(max|min|num|total|prompt|completion|input|output|reasoning|cached)[_-]?tokens?$", re.I)
+
+
 @lru_cache(maxsize=1024)
 def _secret_looking(key: str) -> bool:
     """Whether a key names a secret ({"password": ...}, {"X-Api-Key": ...}): what is under it is masked."""
-    return _SECRET_KEY.search(key) is not None
+    return _SECRET_KEY.search(key) is not None and _TOKEN_COUNT.search(key) is None
 
 
 class _NotPlainJSON(Exception):
@@ -95,9 +99,9 @@ class _NotPlainJSON(Exception):
 
 def _scrubbed(value: Any, under_secret_key: bool = False) -> Any:
     """Plain JSON data (str keys; str, int, finite float, bool, None, lists, tuples, dicts) copied in one walk:
-    strings and keys redacted and without NUL (PostgreSQL cannot store it), tuples made lists. Under a
-    secret-looking key ({"password": ...}, at any depth below it) every non-empty string is masked, and every
-    number long enough to be a secret (a PIN, a numeric token)."""
+    strings and keys redacted and without NUL (PostgreSQL cannot store it), tuples made lists; a number that is a
+    stored secret masked. Under a secret-looking key ({"password": ...}, at any depth below it) every non-empty
+    string is masked, and every number long enough to be a secret (a PIN, a numeric token)."""
     kind = type(value)
     if kind is str:
         if under_secret_key and value:
@@ -114,7 +118,10 @@ def _scrubbed(value: Any, under_secret_key: bool = False) -> Any:
     if kind is list or kind is tuple:
         return [_scrubbed(item, under_secret_key) for item in value]
     if kind is int or (kind is float and math.isfinite(value)):
-        return MASK if under_secret_key and len(repr(value)) >= MIN_SECRET_LENGTH else value
+        text = repr(value)
+        if len(text) >= MIN_SECRET_LENGTH and (under_secret_key or redact(text) != text):
+            return MASK  # under a secret-looking key, or a stored secret made of digits (a PIN in an MCP server's env)
+        return value
     if value is None or kind is bool:
         return value
     raise _NotPlainJSON

@@ -88,7 +88,8 @@ def render_content(result: Any) -> str:
 
 
 # Each tool's validator, built once and used while the tool's schema stays the same (building one costs more than
-# validating with it).
+# validating with it). Discovery changes the definition hash with any change to the schema's JSON; the dict
+# comparison also catches a schema changed without it.
 _validators: dict[str, tuple[str, dict, jsonschema.protocols.Validator]] = {}
 
 

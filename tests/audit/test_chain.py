@@ -15,10 +15,11 @@ from audit import services, triggers
 from audit.chain import GENESIS, entry_hash
 from audit.models import AppendOnlyError, AuditCheckpoint, AuditEntry, ChainHead
 from audit.services import AuditWriteError, record, verify_log
-from vigilus.redaction import MASK, remember_secret
+from vigilus.redaction import MASK, remember_secret, remember_stored_secret
 
 pytestmark = pytest.mark.django_db
 SECRET_IN_DATA = "s3cr3t-in-the-arguments"
+NUMERIC_SECRET = 90417736  # a stored secret made of digits (a PIN in an MCP server's env)
 
 
 def content_of(entry: AuditEntry) -> dict:
@@ -77,14 +78,16 @@ def test_everything_under_a_secret_looking_key_is_masked_also_numbers_and_lists(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="vigilus.audit")
+    remember_stored_secret(json.dumps({"SESSION_PIN": "55012345"}))  # an MCP server's env
     entry = record(
         "tool_call.decision",
         arguments={
             "api_token": 48213377,  # a numeric token
             "password": ["hunter2hunter2", 7740214],
             "credentials": {"user": "backup", "pin": 991204},
-            "max_tokens": 4096,  # too short to be a secret: left alone
-            "port": 8443123,  # not under a secret-looking key
+            "session_pin": 55012345,  # not under a secret-looking key, but a stored secret
+            "port": 8443123,  # neither
+            "usage": {"max_tokens": 128000, "total_tokens": 153422},  # counts of tokens, not tokens
         },
     )
     stored = AuditEntry.objects.get(pk=entry.pk).arguments
@@ -92,11 +95,14 @@ def test_everything_under_a_secret_looking_key_is_masked_also_numbers_and_lists(
         "api_token": MASK,
         "password": [MASK, MASK],
         "credentials": {"user": MASK, "pin": MASK},
-        "max_tokens": 4096,
+        "session_pin": MASK,
         "port": 8443123,
+        "usage": {"max_tokens": 128000, "total_tokens": 153422},
     }
     (line,) = [r.getMessage() for r in caplog.records if r.name == "vigilus.audit"]
-    assert not [secret for secret in ("48213377", "hunter2", "7740214", "991204", "backup") if secret in line]
+    assert not [
+        secret for secret in ("48213377", "hunter2", "7740214", "991204", "backup", "55012345") if secret in line
+    ]
     assert json.loads(line)["arguments"] == stored
 
 
@@ -309,6 +315,7 @@ _SCALARS = (
     st.none()
     | st.booleans()
     | st.integers()
+    | st.just(NUMERIC_SECRET)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.sampled_from([SECRET_IN_DATA, f"x{SECRET_IN_DATA}y", "Bearer abcdef123456", "a\x00b", "C:\\u0000x", "plain"])
     | st.text(max_size=12)
@@ -347,7 +354,7 @@ def _under_secret_keys(value: object, under: bool = False) -> list[object]:
 
 
 def _secret(key: str) -> bool:
-    return services._SECRET_KEY.search(key) is not None
+    return services._secret_looking(key)
 
 
 @settings(max_examples=300, deadline=None)
@@ -356,6 +363,7 @@ def test_stored_json_is_plain_redacted_and_the_same_whichever_path_made_it(value
     """Plain JSON data is scrubbed in one walk; anything else goes through JSON text first. Either way what is
     stored is JSON as the database gives it back, with no known secret, no NUL, and secret-keyed strings masked."""
     remember_secret(SECRET_IN_DATA)
+    remember_secret(str(NUMERIC_SECRET))
     try:
         cleaned = services._clean_json(value)
     except ValueError:  # NaN or infinity: refused
@@ -364,6 +372,7 @@ def test_stored_json_is_plain_redacted_and_the_same_whichever_path_made_it(value
         return
     assert json.loads(json.dumps(cleaned)) == cleaned
     assert not [text for text in _strings(cleaned) if SECRET_IN_DATA in text or "\x00" in text]
+    assert str(NUMERIC_SECRET) not in json.dumps(cleaned)
     assert set(_under_secret_keys(cleaned)) <= {MASK}
     assert services._clean_json(json.loads(json.dumps(value, default=str, ensure_ascii=False))) == cleaned
 
@@ -376,13 +385,14 @@ def test_the_log_line_of_an_entry_is_made_of_redacted_columns_only(
     """The log's filter leaves an audit entry's line alone: the line must hold no known secret, no bearer token, and
     nothing unmasked under a secret-looking key, whatever the arguments."""
     remember_secret(SECRET_IN_DATA)
+    remember_secret(str(NUMERIC_SECRET))
     details = {"arguments": arguments, "reason": reason, "extra": detail, "token": detail}
     try:
         columns = services._columns("tool_call.outcome", "ops-bot", None, details)
     except ValueError:  # NaN or infinity: refused, nothing logged
         return
     line = services.log_line(7, columns)
-    assert SECRET_IN_DATA not in line and "abcdef123456" not in line and "\x00" not in line
+    assert not [text for text in (SECRET_IN_DATA, str(NUMERIC_SECRET), "abcdef123456", "\x00") if text in line]
     logged = json.loads(line)
     assert set(_under_secret_keys(logged)) <= {MASK}
     assert logged["sequence"] == 7 and logged["event"] == "tool_call.outcome"

@@ -82,7 +82,7 @@ def _log_through_filter(
             try:
                 raise exc
             except type(exc):
-                logger.exception(message, *args)
+                logger.exception(message, *args, extra=extra)
         else:
             logger.warning(message, *args, extra=extra)
     finally:
@@ -116,6 +116,8 @@ def test_only_a_line_marked_as_made_of_redacted_parts_is_left_unscanned() -> Non
     as_built = "the model asked for: password=letmein77"  # what the scan would mask
     assert as_built in _log_through_filter("%s", as_built, extra=ALREADY_REDACTED)
     assert as_built not in _log_through_filter("%s", as_built)
+    with_traceback = _log_through_filter("%s", as_built, exc=RuntimeError(f"auth {SECRET}"), extra=ALREADY_REDACTED)
+    assert SECRET not in with_traceback, "a traceback is never let through unscanned"
 
 
 def _forget(value: str) -> None:
