@@ -36,15 +36,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_listening(port: int, timeout: float = 10.0) -> None:
+def wait_listening(host: Host, timeout: float = 10.0) -> None:
+    """Until sshd logs that it listens. Not by connecting: a probe would leave a "Connection from" line, written
+    whenever sshd's child gets to it, which a test counting the host's connections could then see."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+        if "Server listening on" in host.log():
+            return
+        if host.process.poll() is not None:
+            raise AssertionError(f"sshd for {host.name} exited ({host.process.returncode}):\n{host.log()}")
+        time.sleep(0.05)
+    raise AssertionError(f"sshd for {host.name} does not listen on 127.0.0.1:{host.port} after {timeout:g} s")
 
 
 def keygen(path: Path, *, passphrase: str = "", kind: str = "ed25519") -> Path:
@@ -173,7 +175,7 @@ def start_farm(root: Path, count: int, *, password_hosts: int = 1) -> Farm:
     for i in range(count):
         start_host(farm, f"host{i}", password_auth=i < password_hosts)
     for host in farm.hosts:
-        wait_listening(host.port)
+        wait_listening(host)
     farm.slow_port = _silent_listener(farm)
     farm.down_port = free_port()
     return farm
