@@ -21,8 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import math
-import re
 import time as clock
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -52,7 +50,7 @@ from audit.chain import (
 from audit.choices import ActorKind
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
 from vigilus.prepared import hot_cursor
-from vigilus.redaction import ALREADY_REDACTED, MASK, MIN_SECRET_LENGTH, redact
+from vigilus.redaction import ALREADY_REDACTED, NotPlainJSON, redact_json
 
 logger = logging.getLogger("vigilus.audit")
 
@@ -75,65 +73,18 @@ _MAX_LENGTHS = {f.name: f.max_length for f in AuditEntry._meta.concrete_fields}
 
 def _clean_text(value: Any, column: str) -> str:
     """A redacted string that fits the column (NUL characters cannot be stored by PostgreSQL)."""
-    text = redact(str(value)).replace("\x00", "\ufffd") if value is not None else ""
+    text = redact_json(str(value)) if value is not None else ""
     max_length = _MAX_LENGTHS[column]
     return text[:max_length] if max_length else text
-
-
-_SECRET_KEY = re.compile(r"api[_-]?key|passw(or)?d|secret|token|authorization|private[_-]?key|credential", re.I)
-
-
-# ... but a count of a model's tokens ({"max_tokens": 128000}) is not one.
-_TOKEN_COUNT = re.compile(r"(max|min|num|total|prompt|completion|input|output|reasoning|cached)[_-]?tokens?$", re.I)
-
-
-@lru_cache(maxsize=1024)
-def _secret_looking(key: str) -> bool:
-    """Whether a key names a secret ({"password": ...}, {"X-Api-Key": ...}): what is under it is masked."""
-    return _SECRET_KEY.search(key) is not None and _TOKEN_COUNT.search(key) is None
-
-
-class _NotPlainJSON(Exception):
-    """A value that is not plain JSON data: a key that is not a string, a type JSON does not have, NaN or infinity."""
-
-
-def _scrubbed(value: Any, under_secret_key: bool = False) -> Any:
-    """Plain JSON data (str keys; str, int, finite float, bool, None, lists, tuples, dicts) copied in one walk:
-    strings and keys redacted and without NUL (PostgreSQL cannot store it), tuples made lists; a number that is a
-    stored secret masked. Under a secret-looking key ({"password": ...}, at any depth below it) every non-empty
-    string is masked, and every number long enough to be a secret (a PIN, a numeric token)."""
-    kind = type(value)
-    if kind is str:
-        if under_secret_key and value:
-            return MASK
-        return redact(value).replace("\x00", "\ufffd")
-    if kind is dict:
-        scrubbed = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise _NotPlainJSON
-            key = redact(key).replace("\x00", "\ufffd")
-            scrubbed[key] = _scrubbed(item, under_secret_key or _secret_looking(key))
-        return scrubbed
-    if kind is list or kind is tuple:
-        return [_scrubbed(item, under_secret_key) for item in value]
-    if kind is int or (kind is float and math.isfinite(value)):
-        text = repr(value)
-        if len(text) >= MIN_SECRET_LENGTH and (under_secret_key or redact(text) != text):
-            return MASK  # under a secret-looking key, or a stored secret made of digits (a PIN in an MCP server's env)
-        return value
-    if value is None or kind is bool:
-        return value
-    raise _NotPlainJSON
 
 
 def _clean_json(value: Any) -> Any:
     """Redacted, and exactly what the database will give back (JSON types only, no NULs). Anything but plain JSON
     data (dates, decimals, int keys) is made plain by a trip through JSON text first; NaN is refused there."""
     try:
-        return _scrubbed(value)
-    except _NotPlainJSON:
-        return _scrubbed(json.loads(json.dumps(value, default=str, ensure_ascii=False, allow_nan=False)))
+        return redact_json(value)
+    except NotPlainJSON:
+        return redact_json(json.loads(json.dumps(value, default=str, ensure_ascii=False, allow_nan=False)))
 
 
 def _reference(value: Any) -> int | None:

@@ -7,8 +7,10 @@ also inside a longer string — and, by shape, private-key blocks and bearer tok
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import re
 import threading
 from collections.abc import Iterable
@@ -24,14 +26,19 @@ _PRIVATE_KEY_BLOCK = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
 )
 _BEARER = re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+# Names that say a secret follows: `password=...` in text, {"api_key": ...} in data.
+_SECRET_NAMES = r"api[_-]?key|passw(?:or)?d|secret|token|authorization|private[_-]?key|credential"  # noqa: S105 - names, not a password
 _KEY_VALUE = re.compile(
-    r"""(?P<key>["']?(?:api[_-]?key|x-api-key|password|passwd|secret|token|authorization)["']?\s*[:=]\s*["']?)"""
+    rf"""(?P<key>["']?(?:{_SECRET_NAMES})["']?\s*[:=]\s*["']?)"""
     r"""(?!(?:Bearer|Basic)\s|\[REDACTED\])(?P<value>[^\s"',;}]{6,})""",
     re.IGNORECASE,
 )
+_SECRET_NAME = re.compile(_SECRET_NAMES, re.IGNORECASE)
+# ... but a count of a model's tokens ({"max_tokens": 128000}) is not one.
+_TOKEN_COUNT = re.compile(r"(max|min|num|total|prompt|completion|input|output|reasoning|cached)[_-]?tokens?$", re.I)
 
 # Text in which none of the shapes above can start is left alone without running them one by one.
-_SHAPE_HINT = re.compile(r"PRIVATE KEY|Bearer|Basic|api|passw|secret|token|authorization", re.IGNORECASE)
+_SHAPE_HINT = re.compile(rf"PRIVATE KEY|Bearer|Basic|{_SECRET_NAMES}", re.IGNORECASE)
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -135,14 +142,61 @@ def display_url(url: str) -> str:
     return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", url)
 
 
+@functools.lru_cache(maxsize=1024)
+def secret_looking_key(key: str) -> bool:
+    """Whether a key of some data names a secret ({"password": ...}, {"X-Api-Key": ...}): what is under it is
+    masked by `redact_data()`."""
+    return _SECRET_NAME.search(key) is not None and _TOKEN_COUNT.search(key) is None
+
+
+class NotPlainJSON(TypeError):
+    """Not plain JSON data: a key that is not a string, a type JSON does not have, NaN or infinity."""
+
+
 def redact_data(value: Any) -> Any:
-    """`redact()` applied to every string inside nested dicts, lists and tuples (keys included)."""
+    """A copy of nested dicts, lists and tuples with every string (keys too) redacted, every number that is a known
+    secret masked, and, under a secret-looking key (at any depth below it), every non-empty string and every number
+    long enough to be a secret (a PIN, a numeric token) masked. Other values are kept as they are."""
+    return _redacted_data(value, False, False)
+
+
+def redact_json(value: Any) -> Any:
+    """`redact_data()` of plain JSON data, made exactly what a JSON column gives back: tuples become lists and NUL
+    characters (which PostgreSQL cannot store) U+FFFD. Raises NotPlainJSON for anything else."""
+    return _redacted_data(value, False, True)
+
+
+def _redacted_data(value: Any, under_secret_key: bool, plain: bool) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        if under_secret_key and value:
+            return MASK
+        text = redact(value)
+        return text.replace("\x00", "\ufffd") if plain else text
     if isinstance(value, dict):
-        return {redact_data(k): redact_data(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact_data(v) for v in value)
+        copy = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                key = _redacted_data(key, False, plain)
+                copy[key] = _redacted_data(item, under_secret_key or secret_looking_key(key), plain)
+            elif plain:
+                raise NotPlainJSON(f"a key that is not a string: {key!r}")
+            else:
+                copy[key] = _redacted_data(item, under_secret_key, plain)
+        return copy
+    if isinstance(value, list | tuple):
+        items = [_redacted_data(item, under_secret_key, plain) for item in value]
+        return items if plain or isinstance(value, list) else type(value)(items)
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, int | float):  # bool is out already
+        text = float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
+        if plain and not math.isfinite(value):
+            raise NotPlainJSON(f"not a JSON number: {text}")
+        if len(text) >= MIN_SECRET_LENGTH and (under_secret_key or redact(text) != text):
+            return MASK
+        return value
+    if plain:
+        raise NotPlainJSON(f"not a JSON type: {type(value).__name__}")
     return value
 
 

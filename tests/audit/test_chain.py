@@ -15,7 +15,7 @@ from audit import services, triggers
 from audit.chain import GENESIS, entry_hash
 from audit.models import AppendOnlyError, AuditCheckpoint, AuditEntry, ChainHead
 from audit.services import AuditWriteError, record, verify_log
-from vigilus.redaction import MASK, remember_secret, remember_stored_secret
+from vigilus.redaction import MASK, remember_secret, remember_stored_secret, secret_looking_key
 
 pytestmark = pytest.mark.django_db
 SECRET_IN_DATA = "s3cr3t-in-the-arguments"
@@ -354,7 +354,7 @@ def _under_secret_keys(value: object, under: bool = False) -> list[object]:
 
 
 def _secret(key: str) -> bool:
-    return services._secret_looking(key)
+    return secret_looking_key(key)
 
 
 @settings(max_examples=300, deadline=None)

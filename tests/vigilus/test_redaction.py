@@ -11,10 +11,12 @@ from providers.models import Provider
 from vigilus.redaction import (
     ALREADY_REDACTED,
     MASK,
+    NotPlainJSON,
     RedactingFilter,
     load_known_secrets,
     redact,
     redact_data,
+    redact_json,
     remember_secret,
 )
 
@@ -66,6 +68,35 @@ def test_redact_data_walks_nested_arguments() -> None:
     remember_secret(SECRET)
     data = {"command": f"mysql -p{SECRET}", "env": [{"PW": SECRET}], "n": 3}
     assert redact_data(data) == {"command": f"mysql -p{MASK}", "env": [{"PW": MASK}], "n": 3}
+
+
+def test_redact_data_masks_what_sits_under_a_secret_looking_key_and_numbers_that_are_secrets() -> None:
+    """What an approver sees of a call's arguments, and what a tool's structured result hands the model."""
+    remember_secret("55012345")  # a PIN stored in an MCP server's env
+    data = {
+        "db": {"password": ("hunter2hunter2", 7740214), "port": 5432},
+        "credentials": {"user": "backup"},
+        "api_token": 48213377,
+        "retry_pin": 55012345,
+        "usage": {"max_tokens": 128000},  # a count of tokens, not a token
+        "note": ("plain", 8443123),
+    }
+    assert redact_data(data) == {
+        "db": {"password": (MASK, MASK), "port": 5432},
+        "credentials": {"user": MASK},
+        "api_token": MASK,
+        "retry_pin": MASK,
+        "usage": {"max_tokens": 128000},
+        "note": ("plain", 8443123),
+    }
+    _forget("55012345")
+
+
+def test_redact_json_gives_what_a_json_column_stores_and_refuses_anything_else() -> None:
+    assert redact_json({"a\x00": ("b\x00", 1.5)}) == {"a\ufffd": ["b\ufffd", 1.5]}
+    for value in ({1: "int key"}, {"when": object()}, [float("nan")], {"x": float("inf")}):
+        with pytest.raises(NotPlainJSON):
+            redact_json(value)
 
 
 def _log_through_filter(
