@@ -8,6 +8,8 @@ that would crash a run.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import time
@@ -141,15 +143,62 @@ def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, 
     return ""
 
 
-def _not_run(base: dict[str, Any], decision: str, intent: str = "", target: str = "") -> None:
+def _not_run(base: dict[str, Any], decision: str, intent: str = "", target: str = "", **columns: Any) -> None:
     """The outcome entry of a call that was not dispatched (every call gets one). Nothing ran, so a failure to
     write it is logged, not raised."""
     try:
-        record("tool_call.outcome", outcome="not_run", decision=decision, intent=intent, target=target, **base)
+        record(
+            "tool_call.outcome", outcome="not_run", decision=decision, intent=intent, target=target, **columns, **base
+        )
     except AuditWriteError as exc:
         logger.error("audit entry for a call that did not run (%s) failed: %s", base["tool"], exc)
 
 
+def _record_outcome(base: dict[str, Any], **columns: Any) -> None:
+    """The outcome entry of a call that ran. What ran cannot be undone, so a failure to write it is logged and the
+    result still goes back (the decision entry, written before dispatch, has the call on record)."""
+    try:
+        record("tool_call.outcome", **columns, **base)
+    except AuditWriteError as exc:
+        logger.error("audit entry for the outcome of a call that ran (%s) failed: %s", base["tool"], exc)
+
+
+def _call_columns(qualified_name: str, arguments: Any, operator: Any, run: Any, reason: str, actor: str) -> dict:
+    """What each of a call's audit entries says about it."""
+    return {
+        "actor": getattr(operator, "name", "") or actor,
+        "actor_kind": "operator" if operator is not None else ("system" if actor == "system" else "user"),
+        "tool": qualified_name,
+        "run": getattr(run, "pk", None),
+        "arguments": arguments,
+        "reason": reason,
+    }
+
+
+def _not_run_when_vigilus_fails(execute: Callable[..., ToolResult]) -> Callable[..., ToolResult]:
+    """A failure inside Vigilus before dispatch (the database, a stored secret that cannot be decrypted, an audit
+    entry that cannot be written, a bug) ends the call with a tool error saying it was not run, not the run. The
+    call is audited as not run when the log can still be written."""
+
+    signature = inspect.signature(execute)
+
+    @functools.wraps(execute)
+    def safely(qualified_name: str, arguments: Any, **options: Any) -> ToolResult:
+        try:
+            return execute(qualified_name, arguments, **options)
+        except Exception as exc:
+            logger.exception("tool call %s: not run, Vigilus failed before dispatching it", qualified_name)
+            problem = f"Vigilus failed to check it ({type(exc).__name__}: {exc})"
+            call = signature.bind(qualified_name, arguments, **options)
+            call.apply_defaults()
+            who = [call.arguments[name] for name in ("operator", "run", "reason", "actor")]
+            _not_run(_call_columns(qualified_name, arguments, *who), "error", error=problem)
+            return _error(redact(f"the call was not run: {problem}"), "not_run")
+
+    return safely
+
+
+@_not_run_when_vigilus_fails
 def execute(
     qualified_name: str,
     arguments: Any,
@@ -167,17 +216,10 @@ def execute(
     `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content);
     a callable is asked only when the call needs a grant.
     `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
+    Nothing after dispatch raises: what ran is reported.
     """
     tool = _tool_named(qualified_name)
-    who = getattr(operator, "name", "") or actor
-    base = {
-        "actor": who,
-        "actor_kind": "operator" if operator is not None else ("system" if actor == "system" else "user"),
-        "tool": qualified_name,
-        "run": getattr(run, "pk", None),
-        "arguments": arguments,
-        "reason": reason,
-    }
+    base = _call_columns(qualified_name, arguments, operator, run, reason, actor)
     if tool is None or not tool.available or not tool.server.enabled:
         record("tool_call.decision", decision="unavailable", **base)
         _not_run(base, "unavailable")
@@ -258,17 +300,17 @@ def execute(
     if isinstance(asked, int | float) and not isinstance(asked, bool):
         timeout = max(float(timeout), float(asked) + 5)  # the tool's own limit (a shell command's), plus its reply
     timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
+    spec = ServerSpec.of(tool.server)
     started = time.monotonic()
     try:
-        result = pool().call_tool(
-            ServerSpec.of(tool.server), tool.name, dispatched_arguments, timeout=timeout, progress=progress
-        )
-    except MCPClientError as exc:
+        result = pool().call_tool(spec, tool.name, dispatched_arguments, timeout=timeout, progress=progress)
+    except Exception as exc:  # MCPClientError, or the pool itself failing: either way the call has no result
         duration = int((time.monotonic() - started) * 1000)
-        record("tool_call.outcome", outcome="failed", error=str(exc), duration_ms=duration, intent=intent.value, **base)
+        problem = str(exc) if isinstance(exc, MCPClientError) else f"{type(exc).__name__}: {exc}"
+        _record_outcome(base, outcome="failed", error=problem, duration_ms=duration, intent=intent.value)
         return ToolResult(
             False,
-            redact(f"the tool failed: {exc}"),
+            redact(f"the tool failed: {problem}"),
             decision.decision,
             intent.value,
             classified.reason,
@@ -277,13 +319,12 @@ def execute(
     duration = int((time.monotonic() - started) * 1000)
     content, truncated = cap(redact(render_content(result)))
     ok = not result.is_error
-    record(
-        "tool_call.outcome",
+    _record_outcome(
+        base,
         outcome="succeeded" if ok else "failed",
         duration_ms=duration,
         intent=intent.value,
         result_summary=content[:500],
-        **base,
     )
     structured = redact_data(result.structured_content)
     if structured is not None and len(json.dumps(structured, default=str)) > OUTPUT_CAP:

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+from django.db import connection
 
 from audit import services as audit_services
 from tools import gateway
@@ -165,3 +167,78 @@ def test_a_calls_own_timeout_widens_how_long_the_gateway_waits(monkeypatch: pyte
     gateway.execute("shell__run_command", {"command": "uptime", "timeout": 300})
     gateway.execute("shell__run_command", {"command": "uptime"})
     assert waited == [305.0, gateway.DEFAULT_TIMEOUT]
+
+
+def test_a_stored_secret_that_cannot_be_decrypted_ends_the_call_not_the_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's env was encrypted with a key this instance does not have (a restored backup, a lost key file):
+    the call comes back as a tool error naming the problem, is audited, and nothing is dispatched."""
+    dispatched = []
+    monkeypatch.setattr(MCPClientPool, "call_tool", lambda *a, **k: dispatched.append(a))
+    foreign = Fernet(Fernet.generate_key()).encrypt(b'{"API_KEY": "from-another-instance-1234"}').decode()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tools_mcpserver SET env = %s WHERE name = 'shell'", [foreign])
+    caplog.set_level(logging.INFO, logger="vigilus.audit")
+
+    result = gateway.execute("shell__run_command", {"command": "uptime"})
+
+    assert not result.ok and result.decision == "not_run"
+    assert result.content.startswith("the call was not run: ")
+    assert "cannot be decrypted with the configured encryption keys" in result.content
+    assert dispatched == []
+    (entry,) = audit_events(caplog)
+    assert (entry["event"], entry["outcome"], entry["decision"]) == ("tool_call.outcome", "not_run", "error")
+    assert entry["tool"] == "shell__run_command" and "SecretDecryptionError" in entry["error"]
+
+
+def test_a_failing_policy_ends_the_call_with_a_tool_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    dispatched = []
+    monkeypatch.setattr(MCPClientPool, "call_tool", lambda *a, **k: dispatched.append(a))
+
+    def broken(**kwargs: object) -> None:
+        raise LookupError("no site settings row")
+
+    monkeypatch.setattr(gateway.policy, "authorize", broken)
+    result = gateway.execute("shell__run_command", {"command": "uptime"})
+    assert not result.ok and result.decision == "not_run"
+    assert "LookupError: no site settings row" in result.content
+    assert dispatched == []
+
+
+def test_an_unwritable_audit_entry_for_a_refused_call_ends_the_call_not_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(event: str, **details: object) -> None:
+        raise audit_services.AuditWriteError("disk full")
+
+    monkeypatch.setattr(gateway, "record", refuse)
+    result = gateway.execute("nope__tool", {})
+    assert not result.ok and result.decision == "not_run" and "disk full" in result.content
+
+
+def test_a_call_that_ran_is_reported_even_when_its_outcome_entry_cannot_be_written(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    written = []
+
+    def outcome_refused(event: str, **details: object) -> None:
+        if event == "tool_call.outcome":
+            raise audit_services.AuditWriteError("disk full")
+        written.append(event)
+
+    monkeypatch.setattr(gateway, "record", outcome_refused)
+    result = gateway.execute("shell__run_command", {"command": "uname -s"})
+    assert result.ok and result.decision == "allowed" and "Linux" in result.content
+    assert written == ["tool_call.decision"]
+    assert "audit entry for the outcome of a call that ran (shell__run_command) failed: disk full" in caplog.text
+
+
+def test_a_pool_that_fails_outright_is_a_failed_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    def call_tool(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    monkeypatch.setattr(MCPClientPool, "call_tool", call_tool)
+    result = gateway.execute("shell__run_command", {"command": "uptime"})
+    assert not result.ok and result.decision == "allowed"
+    assert result.content == "the tool failed: RuntimeError: cannot schedule new futures after shutdown"
