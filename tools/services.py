@@ -431,7 +431,7 @@ def _upsert_tools(server: MCPServer, listed: list[Any]) -> tuple[int, list[str]]
         if changed and server.source == ServerSource.BUILTIN:
             tool.review_state, tool.reviewed_hash = ReviewState.REVIEWED, digest  # Vigilus's own code changed
             tool.reviewed_definition = definition_record(digest, description, schema, annotations)
-        elif changed and (tool.review_state == ReviewState.REVIEWED or _is_assigned(tool)):
+        elif changed and (tool.review_state in (ReviewState.REVIEWED, ReviewState.CHANGED) or _is_assigned(tool)):
             if tool.review_state != ReviewState.CHANGED and not tool.reviewed_definition:
                 # Assigned without a review (or reviewed before definitions were kept): the definition in use
                 # until now is what the change is shown against.

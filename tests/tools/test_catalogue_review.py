@@ -1,6 +1,6 @@
 """Reviewing a changed tool (a "rug pull") on the catalogue and on the command line: what changed is shown, and
 the review holds only for the definition the person saw. Also the servers page's tool counts and the catalogue's
-intent filter for command-line tools.
+filters: intent (command-line tools) and review state.
 
 A real stdio MCP server (tests/tools/mcp_servers/shifting.py) reads its tool descriptions from files at every
 start, so a test changes a tool's definition by rewriting a file and discovering again."""
@@ -91,6 +91,12 @@ def assignable(tool: Tool) -> bool:
     return Tool.objects.assignable().filter(pk=tool.pk).exists()
 
 
+def listed(client: Client, **filters: str) -> set[str]:
+    """The qualified names of the tools the catalogue lists with these filters."""
+    page = client.get(reverse("tools"), filters).content.decode()
+    return set(re.findall(r"<code>([a-z0-9_-]+__[a-z0-9_]+)</code>", page))
+
+
 # --- the catalogue ----------------------------------------------------------------------------------------------
 
 
@@ -104,6 +110,30 @@ def test_a_changed_tool_shows_the_reviewed_and_the_new_description_on_the_catalo
     assert "<b>the model</b>" not in page
     tool = Tool.objects.get(qualified_name="notes__notes")
     assert shown_hash(page, tool) == tool.definition_hash
+
+
+def test_a_definition_change_is_audited_with_the_hashes_before_and_after(pulled):
+    row, notes = pulled
+    tool = Tool.objects.get(qualified_name="notes__notes")
+
+    (entry,) = AuditEntry.objects.filter(event="tool.definition_changed")
+    assert (entry.tool, entry.actor) == ("notes__notes", "system")
+    assert entry.details == {
+        "server": "notes",
+        "previous_hash": tool.reviewed_hash,
+        "new_hash": tool.definition_hash,
+        "description": RUG_PULL,
+    }
+
+    rediscover(row)  # the same definition again: nothing more to record
+    assert AuditEntry.objects.filter(event="tool.definition_changed").count() == 1
+
+    notes.write_text(AGAIN)  # and changed again while it awaits its review: on the record too
+    rediscover(row)
+    again = AuditEntry.objects.filter(event="tool.definition_changed").order_by("sequence").last()
+    assert again.details["previous_hash"] == tool.definition_hash and again.details["description"] == AGAIN
+    tool.refresh_from_db()
+    assert again.details["new_hash"] == tool.definition_hash and tool.review_state == ReviewState.CHANGED
 
 
 def test_a_review_with_a_stale_hash_is_refused_and_the_tool_stays_withdrawn(
@@ -204,7 +234,7 @@ def test_a_per_call_tool_takes_no_intent_on_the_command_line(admin_user: User):
     assert Tool.objects.get(qualified_name="shell__run_command").intent_override == ""
 
 
-# --- the servers page and the intent filter ---------------------------------------------------------------------
+# --- the servers page and the catalogue's filters ---------------------------------------------------------------
 
 
 def server_row(page: str, name: str) -> str:
@@ -232,18 +262,38 @@ def test_the_intent_filter_lists_command_line_tools_under_per_call_only(admin_cl
     call_command("mcp", "discover", stdout=StringIO(), stderr=StringIO())
     (Path(settings.DATA_DIR) / "mcp.json").unlink(missing_ok=True)
 
-    def listed(intent: str) -> set[str]:
-        page = admin_client.get(reverse("tools"), {"intent": intent}).content.decode()
-        return set(re.findall(r"<code>([a-z0-9_-]+__[a-z0-9_]+)</code>", page))
-
-    per_call = listed("per call")
+    per_call = listed(admin_client, intent="per call")
     assert per_call == {"shell__run_command", "ssh__run_command"}
     for intent in ("read", "write", "exec", "elevate"):
-        assert not per_call & listed(intent), f"a command-line tool is listed under {intent}"
-    assert "filesystem__read_file" in listed("read") and "filesystem__write_file" in listed("write")
-    assert "filesystem__read_file" not in listed("write")
-    everything = listed("")
+        assert not per_call & listed(admin_client, intent=intent), f"a command-line tool is listed under {intent}"
+    assert "filesystem__read_file" in listed(admin_client, intent="read")
+    assert "filesystem__write_file" in listed(admin_client, intent="write")
+    assert "filesystem__read_file" not in listed(admin_client, intent="write")
+    everything = listed(admin_client, intent="")
     assert per_call <= everything and "filesystem__read_file" in everything
 
     bad = admin_client.get(reverse("tools"), {"intent": "root"}).content.decode()
     assert "Select a valid choice. root is not one of the available choices." in bad
+
+
+def test_the_review_state_filter_lists_only_tools_in_that_state(tmp_path: Path, admin_client: Client, admin_user: User):
+    (Path(settings.DATA_DIR) / "mcp.json").unlink(missing_ok=True)
+    call_command("mcp", "discover", stdout=StringIO(), stderr=StringIO())  # the built-in tools: reviewed
+    row, notes = shifting("desk", tmp_path, REVIEWED, "Tell the weather.")
+    review_tool(Tool.objects.get(qualified_name="desk__notes"), actor=admin_user)
+    notes.write_text(RUG_PULL)
+    rediscover(row)  # desk__notes is withdrawn; desk__weather was never reviewed
+
+    assert listed(admin_client, review_state=ReviewState.CHANGED) == {"desk__notes"}
+    assert listed(admin_client, review_state=ReviewState.NEW) == {"desk__weather"}
+    reviewed = listed(admin_client, review_state=ReviewState.REVIEWED)
+    assert "filesystem__read_file" in reviewed and "shell__run_command" in reviewed
+    everything = listed(admin_client)
+    assert everything == reviewed | {"desk__notes", "desk__weather"}
+    assert listed(admin_client, server="desk", review_state=ReviewState.NEW) == {"desk__weather"}
+
+    # An unknown state is named as an error on the page, and that filter is not applied (the others still are).
+    page = admin_client.get(reverse("tools"), {"review_state": "withdrawn"}).content.decode()
+    assert "review_state: Select a valid choice. withdrawn is not one of the available choices." in page
+    assert listed(admin_client, review_state="withdrawn") == everything
+    assert listed(admin_client, server="desk", review_state="withdrawn") == {"desk__notes", "desk__weather"}

@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from tools.choices import ReviewState, ServerSource
+from audit.models import AuditEntry
+from tools.choices import ReviewState, ServerSource, Transport
 from tools.models import MCPServer, Tool
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +106,79 @@ def test_servers_page_and_adding_a_server(admin_client: Client) -> None:
     assert "tok-abcdef-123" not in edit
     bad = admin_client.post(reverse("mcp-server-create"), {"name": "x__y", "transport": "stdio", "command": ""})
     assert "double underscore" in bad.content.decode() and "needs a command" in bad.content.decode()
+
+
+def edit_form(server: MCPServer, **changes: str | None) -> dict[str, str]:
+    """What the edit page posts for `server` with `changes` typed in: its secret boxes empty (they never show the
+    stored value), and a box unticked with None (an unticked checkbox is not posted)."""
+    data = {
+        "name": server.name,
+        "transport": server.transport,
+        "command": server.command,
+        "args": json.dumps(server.args),
+        "env": "",
+        "url": server.url,
+        "headers": "",
+        "enabled": "on" if server.enabled else None,
+        "trusted": "on" if server.trusted else None,
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def test_editing_a_server_saves_the_change_and_keeps_the_env_left_blank(admin_client: Client) -> None:
+    clock = MCPServer.objects.create(
+        name="clock",
+        transport=Transport.STDIO,
+        command="mcp-server-time",
+        args=["--local-timezone", "UTC"],
+        env='{"TOKEN": "tok-abcdef-123"}',
+        source=ServerSource.DASHBOARD,
+    )
+    edit = reverse("mcp-server-edit", args=[clock.pk])
+
+    response = admin_client.post(edit, edit_form(clock, args='["--local-timezone", "Europe/Berlin"]', enabled=None))
+
+    assert response.status_code == 302
+    clock.refresh_from_db()
+    assert clock.args == ["--local-timezone", "Europe/Berlin"] and not clock.enabled
+    assert clock.env_vars == {"TOKEN": "tok-abcdef-123"}  # the empty secret box kept what is stored
+    (changed,) = AuditEntry.objects.filter(event="mcp_server.changed")
+    assert (changed.actor, changed.details["server"], changed.details["enabled"]) == ("alice", "clock", False)
+
+    typo = '{"TOKEN": "tok-new-456"'  # the closing brace forgotten
+    bad = admin_client.post(edit, edit_form(clock, args='["--local-timezone", "Asia/Tokyo"]', env=typo))
+
+    page = bad.content.decode()
+    assert bad.status_code == 200 and "env must be a JSON object of strings." in page
+    assert "tok-new-456" not in page  # what was typed into a secret box is not shown back
+    clock.refresh_from_db()
+    assert clock.args == ["--local-timezone", "Europe/Berlin"] and not clock.enabled
+    assert clock.env_vars == {"TOKEN": "tok-abcdef-123"}
+    assert AuditEntry.objects.filter(event="mcp_server.changed").count() == 1
+
+
+def test_editing_an_http_server_keeps_the_headers_left_blank(admin_client: Client) -> None:
+    remote = MCPServer.objects.create(
+        name="remote",
+        transport=Transport.STREAMABLE_HTTP,
+        url="https://mcp.example.com/mcp",
+        headers='{"Authorization": "Bearer tok-abcdef-123"}',
+        source=ServerSource.DASHBOARD,
+    )
+    edit = reverse("mcp-server-edit", args=[remote.pk])
+
+    assert admin_client.post(edit, edit_form(remote, url="https://mcp.example.com/v2/mcp")).status_code == 302
+    remote.refresh_from_db()
+    assert remote.url == "https://mcp.example.com/v2/mcp"
+    assert remote.header_map == {"Authorization": "Bearer tok-abcdef-123"}
+
+    bad = admin_client.post(edit, edit_form(remote, url="https://other.example.com/mcp", headers='["Bearer x"]'))
+
+    assert "headers must be a JSON object of strings." in bad.content.decode()
+    remote.refresh_from_db()
+    assert remote.url == "https://mcp.example.com/v2/mcp"
+    assert remote.header_map == {"Authorization": "Bearer tok-abcdef-123"}
 
 
 def test_servers_page_shows_what_is_wrong_with_mcp_json(admin_client: Client) -> None:
