@@ -33,10 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from benchlib import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,7 +48,6 @@ WRITERS = (2, 4)
 PAGE_REPEATS = 7
 WINDOW = 20_000  # entries in the time window filtered on (fewer in a small log)
 TOOLS = ("shell__run_command", "filesystem__read_file", "docker__list_containers", "nmap__scan", "wazuh__alerts")
-POSTGRES = os.environ.get("VIGILUS_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def fields(i: int) -> dict[str, Any]:
@@ -304,15 +305,9 @@ def run_child(vendor: str, n: int, v: int) -> dict[str, Any]:
     env = dict(os.environ, VIGILUS_DATA_DIR=tempfile.mkdtemp(prefix="vigilus-bench-audit-"))
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
     env.pop("DATABASE_URL", None)
-    database = None
-    if vendor == "postgresql":
-        import psycopg
-
-        database = f"vigilus_bench_audit_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        env["DATABASE_URL"] = POSTGRES.rsplit("/", 1)[0] + f"/{database}"
-    try:
+    with throwaway_postgres("vigilus_bench_audit") if vendor == "postgresql" else nullcontext() as database_url:
+        if database_url:
+            env["DATABASE_URL"] = database_url
         out = subprocess.run(
             [sys.executable, __file__, "--child", vendor, str(n), str(v)],
             env=env,
@@ -321,15 +316,9 @@ def run_child(vendor: str, n: int, v: int) -> dict[str, Any]:
             text=True,
             check=False,
         )
-        if out.returncode:
-            raise SystemExit(f"{vendor} bench failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    finally:
-        if database:
-            import psycopg
-
-            with psycopg.connect(POSTGRES, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    if out.returncode:
+        raise SystemExit(f"{vendor} bench failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> None:

@@ -8,6 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# The PostgreSQL server a bench makes its throwaway databases on.
+POSTGRES = os.environ.get("VIGILUS_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def quiet_console_logging() -> None:
@@ -18,11 +24,30 @@ def quiet_console_logging() -> None:
             handler.setStream(devnull)
 
 
-def throwaway_vigilus() -> None:
-    """Django on a throwaway data directory with a migrated SQLite database, console logging silenced."""
+@contextmanager
+def throwaway_postgres(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database on the POSTGRES server, dropped afterwards (open connections and all)."""
+    import psycopg
+
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{database}"
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def throwaway_vigilus(database_url: str | None = None) -> None:
+    """Django on a throwaway data directory with a migrated database (SQLite in that directory unless a
+    `database_url` is given: a throwaway one, see throwaway_postgres()), console logging silenced."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "vigilus.settings"
     os.environ["VIGILUS_DATA_DIR"] = tempfile.mkdtemp(prefix="vigilus-bench-")
-    os.environ.pop("DATABASE_URL", None)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import django
