@@ -8,8 +8,6 @@ that would crash a run.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import logging
 import time
@@ -150,8 +148,8 @@ def _not_run(base: dict[str, Any], decision: str, intent: str = "", target: str 
         record(
             "tool_call.outcome", outcome="not_run", decision=decision, intent=intent, target=target, **columns, **base
         )
-    except AuditWriteError as exc:
-        logger.error("audit entry for a call that did not run (%s) failed: %s", base["tool"], exc)
+    except Exception:
+        logger.exception("audit entry for a call that did not run (%s) failed", base["tool"])
 
 
 def _record_outcome(base: dict[str, Any], **columns: Any) -> None:
@@ -159,8 +157,8 @@ def _record_outcome(base: dict[str, Any], **columns: Any) -> None:
     result still goes back (the decision entry, written before dispatch, has the call on record)."""
     try:
         record("tool_call.outcome", **columns, **base)
-    except AuditWriteError as exc:
-        logger.error("audit entry for the outcome of a call that ran (%s) failed: %s", base["tool"], exc)
+    except Exception:
+        logger.exception("audit entry for the outcome of a call that ran (%s) failed", base["tool"])
 
 
 def _call_columns(qualified_name: str, arguments: Any, operator: Any, run: Any, reason: str, actor: str) -> dict:
@@ -175,30 +173,20 @@ def _call_columns(qualified_name: str, arguments: Any, operator: Any, run: Any, 
     }
 
 
-def _not_run_when_vigilus_fails(execute: Callable[..., ToolResult]) -> Callable[..., ToolResult]:
-    """A failure inside Vigilus before dispatch (the database, a stored secret that cannot be decrypted, an audit
-    entry that cannot be written, a bug) ends the call with a tool error saying it was not run, not the run. The
-    call is audited as not run when the log can still be written."""
+@dataclass(frozen=True)
+class _Cleared:
+    """A call that passed every check and whose decision is on record: what dispatch needs."""
 
-    signature = inspect.signature(execute)
-
-    @functools.wraps(execute)
-    def safely(qualified_name: str, arguments: Any, **options: Any) -> ToolResult:
-        try:
-            return execute(qualified_name, arguments, **options)
-        except Exception as exc:
-            logger.exception("tool call %s: not run, Vigilus failed before dispatching it", qualified_name)
-            problem = f"Vigilus failed to check it ({type(exc).__name__}: {exc})"
-            call = signature.bind(qualified_name, arguments, **options)
-            call.apply_defaults()
-            who = [call.arguments[name] for name in ("operator", "run", "reason", "actor")]
-            _not_run(_call_columns(qualified_name, arguments, *who), "error", error=problem)
-            return _error(redact(f"the call was not run: {problem}"), "not_run")
-
-    return safely
+    base: dict[str, Any]
+    spec: ServerSpec
+    tool_name: str
+    arguments: Any  # as sent to the server
+    timeout: float
+    decision: policy.Decision
+    intent: str
+    intent_reason: str
 
 
-@_not_run_when_vigilus_fails
 def execute(
     qualified_name: str,
     arguments: Any,
@@ -213,13 +201,39 @@ def execute(
 ) -> ToolResult:
     """Run one tool call through every check. Returns the result for the model; never raises for the call.
 
+    A failure inside Vigilus before dispatch (the database, a stored secret that cannot be decrypted, an audit
+    entry that cannot be written, a bug) ends the call, not the run: a tool error saying it was not run, audited
+    as such when the log can still be written. After dispatch nothing raises: what ran is reported.
+
     `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content);
     a callable is asked only when the call needs a grant.
     `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
-    Nothing after dispatch raises: what ran is reported.
     """
-    tool = _tool_named(qualified_name)
     base = _call_columns(qualified_name, arguments, operator, run, reason, actor)
+    try:
+        checked = _check(qualified_name, arguments, base, operator, run, reason, timeout, force_strict)
+    except Exception as exc:
+        logger.exception("tool call %s: not run, Vigilus failed before dispatching it", qualified_name)
+        problem = f"Vigilus failed to check it ({type(exc).__name__}: {exc})"
+        _not_run(base, "error", error=problem)
+        return _error(redact(f"the call was not run: {problem}"), "not_run")
+    if isinstance(checked, ToolResult):
+        return checked
+    return _dispatch(checked, progress)
+
+
+def _check(
+    qualified_name: str,
+    arguments: Any,
+    base: dict[str, Any],
+    operator: Any,
+    run: Any,
+    reason: str,
+    timeout: float,
+    force_strict: bool | Callable[[], bool],
+) -> ToolResult | _Cleared:
+    """Every check before dispatch, each refusal audited: the refusal for the model, or the cleared call."""
+    tool = _tool_named(qualified_name)
     if tool is None or not tool.available or not tool.server.enabled:
         record("tool_call.decision", decision="unavailable", **base)
         _not_run(base, "unavailable")
@@ -299,44 +313,60 @@ def execute(
     asked = dispatched_arguments.get("timeout") if isinstance(dispatched_arguments, dict) else None
     if isinstance(asked, int | float) and not isinstance(asked, bool):
         timeout = max(float(timeout), float(asked) + 5)  # the tool's own limit (a shell command's), plus its reply
-    timeout = max(1.0, min(float(timeout), MAX_TIMEOUT))
-    spec = ServerSpec.of(tool.server)
+    return _Cleared(
+        base,
+        ServerSpec.of(tool.server),
+        tool.name,
+        dispatched_arguments,
+        max(1.0, min(float(timeout), MAX_TIMEOUT)),
+        decision,
+        intent.value,
+        classified.reason,
+    )
+
+
+def _dispatch(call: _Cleared, progress: Callable[[float, float | None, str | None], None] | None) -> ToolResult:
+    """Send the cleared call over the server's MCP session and report what it did. Never raises."""
     started = time.monotonic()
     try:
-        result = pool().call_tool(spec, tool.name, dispatched_arguments, timeout=timeout, progress=progress)
+        result = pool().call_tool(call.spec, call.tool_name, call.arguments, timeout=call.timeout, progress=progress)
     except Exception as exc:  # MCPClientError, or the pool itself failing: either way the call has no result
         duration = int((time.monotonic() - started) * 1000)
-        problem = str(exc) if isinstance(exc, MCPClientError) else f"{type(exc).__name__}: {exc}"
-        _record_outcome(base, outcome="failed", error=problem, duration_ms=duration, intent=intent.value)
-        return ToolResult(
-            False,
-            redact(f"the tool failed: {problem}"),
-            decision.decision,
-            intent.value,
-            classified.reason,
-            duration_ms=duration,
-        )
+        if isinstance(exc, MCPClientError):
+            problem = str(exc)
+        else:
+            logger.exception("tool call %s: the MCP client pool failed", call.base["tool"])
+            problem = f"{type(exc).__name__}: {exc}"
+        _record_outcome(call.base, outcome="failed", error=problem, duration_ms=duration, intent=call.intent)
+        return _reported(call, False, redact(f"the tool failed: {problem}"), duration_ms=duration)
     duration = int((time.monotonic() - started) * 1000)
-    content, truncated = cap(redact(render_content(result)))
-    ok = not result.is_error
-    _record_outcome(
-        base,
-        outcome="succeeded" if ok else "failed",
-        duration_ms=duration,
-        intent=intent.value,
-        result_summary=content[:500],
-    )
-    structured = redact_data(result.structured_content)
-    if structured is not None and len(json.dumps(structured, default=str)) > OUTPUT_CAP:
-        structured = None  # too big to hand over whole: the capped text stands for it
+    try:
+        content, truncated = cap(redact(render_content(result)))
+        ok = not result.is_error
+        _record_outcome(
+            call.base,
+            outcome="succeeded" if ok else "failed",
+            duration_ms=duration,
+            intent=call.intent,
+            result_summary=content[:500],
+        )
+        structured = redact_data(result.structured_content)
+        if structured is not None and len(json.dumps(structured, default=str)) > OUTPUT_CAP:
+            structured = None  # too big to hand over whole: the capped text stands for it
+    except Exception as exc:
+        logger.exception("tool call %s ran, but its result could not be handled", call.base["tool"])
+        problem = f"the call ran, but Vigilus could not handle its result ({type(exc).__name__}: {exc})"
+        return _reported(call, False, redact(problem), duration_ms=duration)
+    return _reported(call, ok, content, truncated=truncated, duration_ms=duration, structured=structured)
+
+
+def _reported(call: _Cleared, ok: bool, content: str, **details: Any) -> ToolResult:
     return ToolResult(
         ok,
         content,
-        decision.decision,
-        intent.value,
-        classified.reason,
-        truncated,
-        duration,
-        structured,
-        request_id=decision.request_id,
+        call.decision.decision,
+        call.intent,
+        call.intent_reason,
+        request_id=call.decision.request_id,
+        **details,
     )

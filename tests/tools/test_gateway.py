@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from django.db import connection
+from django.db import InterfaceError, connection
 
 from audit import services as audit_services
 from tools import gateway
@@ -192,7 +192,9 @@ def test_a_stored_secret_that_cannot_be_decrypted_ends_the_call_not_the_run(
     assert entry["tool"] == "shell__run_command" and "SecretDecryptionError" in entry["error"]
 
 
-def test_a_failing_policy_ends_the_call_with_a_tool_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_policy_ends_the_call_with_a_tool_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     dispatched = []
     monkeypatch.setattr(MCPClientPool, "call_tool", lambda *a, **k: dispatched.append(a))
 
@@ -200,10 +202,13 @@ def test_a_failing_policy_ends_the_call_with_a_tool_error(monkeypatch: pytest.Mo
         raise LookupError("no site settings row")
 
     monkeypatch.setattr(gateway.policy, "authorize", broken)
+    caplog.set_level(logging.INFO, logger="vigilus.audit")
     result = gateway.execute("shell__run_command", {"command": "uptime"})
     assert not result.ok and result.decision == "not_run"
     assert "LookupError: no site settings row" in result.content
     assert dispatched == []
+    (entry,) = audit_events(caplog)
+    assert (entry["event"], entry["outcome"], entry["decision"]) == ("tool_call.outcome", "not_run", "error")
 
 
 def test_an_unwritable_audit_entry_for_a_refused_call_ends_the_call_not_the_run(
@@ -217,28 +222,53 @@ def test_an_unwritable_audit_entry_for_a_refused_call_ends_the_call_not_the_run(
     assert not result.ok and result.decision == "not_run" and "disk full" in result.content
 
 
+@pytest.mark.parametrize("failure", [audit_services.AuditWriteError("disk full"), InterfaceError("disk full")])
 def test_a_call_that_ran_is_reported_even_when_its_outcome_entry_cannot_be_written(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    failure: Exception, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     written = []
 
     def outcome_refused(event: str, **details: object) -> None:
         if event == "tool_call.outcome":
-            raise audit_services.AuditWriteError("disk full")
+            raise failure
         written.append(event)
 
     monkeypatch.setattr(gateway, "record", outcome_refused)
     result = gateway.execute("shell__run_command", {"command": "uname -s"})
     assert result.ok and result.decision == "allowed" and "Linux" in result.content
-    assert written == ["tool_call.decision"]
-    assert "audit entry for the outcome of a call that ran (shell__run_command) failed: disk full" in caplog.text
+    assert written == ["tool_call.decision"]  # and no second outcome saying it did not run
+    assert "audit entry for the outcome of a call that ran (shell__run_command) failed" in caplog.text
+    assert "disk full" in caplog.text
 
 
-def test_a_pool_that_fails_outright_is_a_failed_call(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_call_that_ran_is_reported_as_such_when_its_result_cannot_be_handled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unreadable(result: object) -> str:
+        raise AttributeError("'NoneType' object has no attribute 'text'")
+
+    monkeypatch.setattr(gateway, "render_content", unreadable)
+    caplog.set_level(logging.INFO, logger="vigilus.audit")
+    result = gateway.execute("shell__run_command", {"command": "uname -s"})
+    assert not result.ok and result.decision == "allowed"
+    assert result.content.startswith("the call ran, but Vigilus could not handle its result (AttributeError")
+    assert [e["event"] for e in audit_events(caplog)] == ["tool_call.decision"]
+
+
+def test_a_pool_that_fails_outright_is_a_failed_call(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def call_tool(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cannot schedule new futures after shutdown")
 
     monkeypatch.setattr(MCPClientPool, "call_tool", call_tool)
+    caplog.set_level(logging.INFO)
     result = gateway.execute("shell__run_command", {"command": "uptime"})
     assert not result.ok and result.decision == "allowed"
     assert result.content == "the tool failed: RuntimeError: cannot schedule new futures after shutdown"
+    _decision, outcome = audit_events(caplog)
+    assert (outcome["outcome"], outcome["error"]) == (
+        "failed",
+        "RuntimeError: cannot schedule new futures after shutdown",
+    )
+    assert "tool call shell__run_command: the MCP client pool failed" in caplog.text
