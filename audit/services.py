@@ -224,9 +224,9 @@ def _append_postgresql(connection: BaseDatabaseWrapper, columns: dict[str, Any])
     return entry
 
 
-def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
+def _append(using: str, columns: dict[str, Any], durable: bool = False) -> AuditEntry:
     """Append the next entry after the locked chain head: in the caller's transaction (on SQLite a savepoint
-    in it), or alone in a transaction of its own."""
+    in it), or alone in a transaction of its own; `durable` (SQLite, alone): that commit is synced to disk."""
     connection = connections[using]
     try:
         if connection.vendor == "postgresql":
@@ -240,6 +240,8 @@ def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
         # Alone (a tool call's entries): BEGIN IMMEDIATE ... COMMIT without transaction.atomic()'s bookkeeping;
         # the write lock is taken at BEGIN.
         with hot_cursor(connection) as cursor:
+            if durable:
+                cursor.execute("PRAGMA synchronous=FULL")  # only between transactions; NORMAL again below
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 entry = _append_sqlite(connection, cursor, columns)
@@ -247,10 +249,13 @@ def _append(using: str, columns: dict[str, Any]) -> AuditEntry:
             except BaseException:
                 connection.connection.rollback()  # no error if SQLite already ended the transaction
                 raise
+            finally:
+                if durable:
+                    cursor.execute("PRAGMA synchronous=NORMAL")  # as settings.DATABASES begins every connection
             return entry
     except _NoChainHead:
         _ensure_head(using)
-        return _append(using, columns)
+        return _append(using, columns, durable)
 
 
 def log_line(sequence: int, columns: dict[str, Any]) -> str:
@@ -260,8 +265,16 @@ def log_line(sequence: int, columns: dict[str, Any]) -> str:
     return json.dumps(logged, ensure_ascii=False, sort_keys=True)
 
 
-def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, **details: Any) -> AuditEntry:
+def record(
+    event: str, *, actor: Any = "system", actor_kind: str | None = None, durable: bool = False, **details: Any
+) -> AuditEntry:
     """Append one redacted, hash-chained entry in the caller's transaction, and return it.
+
+    `durable`: the entry is on disk when record() returns, even on SQLite (whose commits are otherwise synced
+    at its WAL checkpoints, so a power cut may lose the last few; a crash of the process loses none), for an
+    entry that must outlive a power cut: the decision before a call that can change something. It applies to
+    an entry written alone; in the caller's transaction the caller's commit decides. PostgreSQL syncs every
+    commit (synchronous_commit, on by default).
 
     Known keywords become columns (run, tool, intent, decision, outcome, reason, grant, target,
     arguments, result_summary, duration_ms, error); the rest is kept in `details`. Raises
@@ -272,7 +285,7 @@ def record(event: str, *, actor: Any = "system", actor_kind: str | None = None, 
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"cannot serialise the audit entry for {event}: {exc}") from None
     try:
-        entry = _append(DEFAULT_DB_ALIAS, columns)
+        entry = _append(DEFAULT_DB_ALIAS, columns, durable)
     except (DatabaseError, ValueError) as exc:
         raise AuditWriteError(f"the audit entry for {event} could not be written: {exc}") from exc
     logger.info("%s", log_line(entry.sequence, columns), extra=ALREADY_REDACTED)

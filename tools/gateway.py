@@ -19,6 +19,7 @@ import jsonschema
 
 from audit.services import AuditWriteError, record
 from jit import policy
+from tools.choices import Intent
 from tools.errors import InventoryError
 from tools.intent import call_target, classify_call
 from tools.mcp_client import MCPClientError, ServerSpec, pool
@@ -278,6 +279,7 @@ def _check(
             grant=decision.grant_id,
             policy_reason=decision.reason,
             request_id=decision.request_id,
+            durable=decision.allowed and intent != Intent.READ,  # on disk before anything can change
             **base,
         )
     except AuditWriteError as exc:

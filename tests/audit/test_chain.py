@@ -129,7 +129,7 @@ def test_an_entry_that_cannot_be_serialised_is_refused() -> None:
 
 
 def test_a_database_failure_becomes_audit_write_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(using: str, columns: dict) -> object:
+    def broken(using: str, columns: dict, durable: bool) -> object:
         raise DatabaseError("disk I/O error")
 
     monkeypatch.setattr(services, "_append", broken)
@@ -283,6 +283,30 @@ def test_an_entry_that_fails_outside_any_transaction_leaves_nothing_behind(monke
     with transaction.atomic():  # the connection was not left inside a transaction
         record("inside")
     assert AuditEntry.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_durable_entry_written_alone_is_synced_to_disk_on_sqlite() -> None:
+    """SQLite syncs a WAL commit only at checkpoints (synchronous=NORMAL), so a power cut may lose the last few
+    commits. A durable entry's commit is synced itself (synchronous=FULL for that transaction, then NORMAL again)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL syncs every commit (synchronous_commit is on)")
+    record("warm-up")  # the connection is open
+    statements: list[str] = []
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        record("tool_call.decision", decision="allowed", intent="exec", durable=True)
+        durable = list(statements)
+        statements.clear()
+        record("tool_call.decision", decision="allowed", intent="read")
+    finally:
+        connection.connection.set_trace_callback(None)
+    assert durable[0] == "PRAGMA synchronous=FULL" and durable[1] == "BEGIN IMMEDIATE"
+    assert durable[-2:] == ["COMMIT", "PRAGMA synchronous=NORMAL"]
+    assert not any(statement.startswith("PRAGMA") for statement in statements)
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL, for every later commit
+    assert verify_log().ok
 
 
 @pytest.mark.parametrize("watched", [False, True])

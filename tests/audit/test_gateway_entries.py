@@ -40,12 +40,13 @@ def test_when_the_decision_cannot_be_written_the_call_does_not_run(monkeypatch: 
     dispatched = []
     monkeypatch.setattr(MCPClientPool, "call_tool", lambda *a, **k: dispatched.append(a))
 
-    def broken(using: str, columns: dict) -> object:
+    def broken(using: str, columns: dict, durable: bool) -> object:
         raise DatabaseError("database is locked")
 
     monkeypatch.setattr(services, "_append", broken)
     result = gateway.execute("shell__run_command", {"command": "uptime"})
     assert not result.ok and result.decision == "not_run" and dispatched == []
+    assert result.content == "the call was not run: its audit entry could not be written"
 
 
 def tool_entries() -> list[tuple[str, str, str]]:
