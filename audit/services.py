@@ -273,8 +273,8 @@ def record(
     `durable`: the entry is on disk when record() returns, even on SQLite (whose commits are otherwise synced
     at its WAL checkpoints, so a power cut may lose the last few; a crash of the process loses none), for an
     entry that must outlive a power cut: the decision before a call that can change something. It applies to
-    an entry written alone; in the caller's transaction the caller's commit decides. PostgreSQL syncs every
-    commit (synchronous_commit, on by default).
+    an entry written alone; in the caller's transaction the caller's commit decides. On PostgreSQL every commit
+    is synced (settings.DATABASES asks for synchronous_commit=on).
 
     Known keywords become columns (run, tool, intent, decision, outcome, reason, grant, target,
     arguments, result_summary, duration_ms, error); the rest is kept in `details`. Raises

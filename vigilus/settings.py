@@ -38,6 +38,11 @@ if USING_SQLITE:
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # Every commit reaches the disk before it returns (the audit entry before a call that can change something
+    # must outlive a power cut), also on a server whose default says otherwise, unless the URL sets it itself.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    if "synchronous_commit" not in _options.get("options", ""):
+        _options["options"] = f"{_options.get('options', '')} -c synchronous_commit=on".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Keys (created in the data directory on first start; see vigilus/keyfiles.py) -------------

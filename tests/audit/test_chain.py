@@ -286,11 +286,16 @@ def test_an_entry_that_fails_outside_any_transaction_leaves_nothing_behind(monke
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_durable_entry_written_alone_is_synced_to_disk_on_sqlite() -> None:
+def test_a_durable_entry_written_alone_is_synced_to_disk() -> None:
     """SQLite syncs a WAL commit only at checkpoints (synchronous=NORMAL), so a power cut may lose the last few
-    commits. A durable entry's commit is synced itself (synchronous=FULL for that transaction, then NORMAL again)."""
-    if connection.vendor != "sqlite":
-        pytest.skip("PostgreSQL syncs every commit (synchronous_commit is on)")
+    commits: a durable entry's commit is synced itself (synchronous=FULL for that transaction, then NORMAL
+    again). PostgreSQL: Vigilus's connections sync every commit, whatever the server's default."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("on",)
+        assert record("tool_call.decision", decision="allowed", intent="exec", durable=True).sequence == 1
+        return
     record("warm-up")  # the connection is open
     statements: list[str] = []
     connection.connection.set_trace_callback(statements.append)
