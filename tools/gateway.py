@@ -142,24 +142,25 @@ def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, 
     return ""
 
 
+def _record_outcome(base: dict[str, Any], outcome: str, **columns: Any) -> None:
+    """A call's outcome entry (every call gets one). Whatever the call did is done by now, so a failure to write
+    it is logged, not raised: the result still goes back."""
+    try:
+        record("tool_call.outcome", outcome=outcome, **columns, **base)
+    except Exception:
+        logger.exception("audit entry for the outcome (%s) of a call to %s failed", outcome, base["tool"])
+
+
 def _not_run(base: dict[str, Any], decision: str, intent: str = "", target: str = "", **columns: Any) -> None:
-    """The outcome entry of a call that was not dispatched (every call gets one). Nothing ran, so a failure to
-    write it is logged, not raised."""
-    try:
-        record(
-            "tool_call.outcome", outcome="not_run", decision=decision, intent=intent, target=target, **columns, **base
-        )
-    except Exception:
-        logger.exception("audit entry for a call that did not run (%s) failed", base["tool"])
+    """The outcome entry of a call that was not dispatched."""
+    _record_outcome(base, "not_run", decision=decision, intent=intent, target=target, **columns)
 
 
-def _record_outcome(base: dict[str, Any], **columns: Any) -> None:
-    """The outcome entry of a call that ran. What ran cannot be undone, so a failure to write it is logged and the
-    result still goes back (the decision entry, written before dispatch, has the call on record)."""
-    try:
-        record("tool_call.outcome", **columns, **base)
-    except Exception:
-        logger.exception("audit entry for the outcome of a call that ran (%s) failed", base["tool"])
+def _refused(base: dict[str, Any], decision: str, message: str, **columns: Any) -> ToolResult:
+    """A call refused before the policy was asked: both its entries, and the error for the model."""
+    record("tool_call.decision", decision=decision, **columns, **base)
+    _not_run(base, decision)
+    return _error(message, decision)
 
 
 def _call_columns(qualified_name: str, arguments: Any, operator: Any, run: Any, reason: str, actor: str) -> dict:
@@ -215,7 +216,10 @@ def execute(
         checked = _check(qualified_name, arguments, base, operator, run, reason, timeout, force_strict)
     except Exception as exc:
         logger.exception("tool call %s: not run, Vigilus failed before dispatching it", qualified_name)
-        problem = f"Vigilus failed to check it ({type(exc).__name__}: {exc})"
+        if isinstance(exc, AuditWriteError):  # DESIGN: if the decision cannot be written, the call does not run
+            problem = f"its audit entry could not be written ({exc})"
+        else:
+            problem = f"Vigilus failed to check it ({type(exc).__name__}: {exc})"
         _not_run(base, "error", error=problem)
         return _error(redact(f"the call was not run: {problem}"), "not_run")
     if isinstance(checked, ToolResult):
@@ -236,26 +240,19 @@ def _check(
     """Every check before dispatch, each refusal audited: the refusal for the model, or the cleared call."""
     tool = _tool_named(qualified_name)
     if tool is None or not tool.available or not tool.server.enabled:
-        record("tool_call.decision", decision="unavailable", **base)
-        _not_run(base, "unavailable")
-        return _error(f"tool {qualified_name} is not available", "unavailable")
+        return _refused(base, "unavailable", f"tool {qualified_name} is not available")
     if tool.withdrawn:
-        record("tool_call.decision", decision="withdrawn", **base)
-        _not_run(base, "withdrawn")
-        return _error(f"tool {qualified_name} changed its definition and awaits a person's review", "withdrawn")
+        message = f"tool {qualified_name} changed its definition and awaits a person's review"
+        return _refused(base, "withdrawn", message)
 
     problem = validate_arguments(tool, arguments)
     if problem:
-        record("tool_call.decision", decision="invalid", error=problem, **base)
-        _not_run(base, "invalid")
-        return _error(problem, "invalid")
+        return _refused(base, "invalid", problem, error=problem)
 
     try:
         target, dispatched_arguments = call_target(tool, arguments)
     except InventoryError as exc:
-        record("tool_call.decision", decision="invalid", error=str(exc), **base)
-        _not_run(base, "invalid")
-        return _error(str(exc), "invalid")
+        return _refused(base, "invalid", str(exc), error=str(exc))
 
     classified = classify_call(tool, arguments)
     intent = classified.intent
@@ -269,22 +266,18 @@ def _check(
         reason=reason,
         force_strict=force_strict,
     )
-    try:
-        record(
-            "tool_call.decision",
-            decision=decision.decision,
-            intent=intent.value,
-            intent_reason=classified.reason,
-            target=target,
-            grant=decision.grant_id,
-            policy_reason=decision.reason,
-            request_id=decision.request_id,
-            durable=decision.allowed and intent != Intent.READ,  # on disk before anything can change
-            **base,
-        )
-    except AuditWriteError as exc:
-        logger.error("audit entry before dispatch failed; %s not run: %s", qualified_name, exc)
-        return _error("the call was not run: its audit entry could not be written", "not_run", intent.value)
+    record(  # if it cannot be written, execute() reports the call as not run
+        "tool_call.decision",
+        decision=decision.decision,
+        intent=intent.value,
+        intent_reason=classified.reason,
+        target=target,
+        grant=decision.grant_id,
+        policy_reason=decision.reason,
+        request_id=decision.request_id,
+        durable=decision.allowed and intent != Intent.READ,  # on disk before anything can change
+        **base,
+    )
     if not decision.allowed:
         if decision.decision != "pending":  # a pending call's outcome comes when a person decides
             _not_run(base, decision.decision, intent.value, target)
@@ -339,7 +332,7 @@ def _dispatch(call: _Cleared, progress: Callable[[float, float | None, str | Non
         else:
             logger.exception("tool call %s: the MCP client pool failed", call.base["tool"])
             problem = f"{type(exc).__name__}: {exc}"
-        _record_outcome(call.base, outcome="failed", error=problem, duration_ms=duration, intent=call.intent)
+        _record_outcome(call.base, "failed", error=problem, duration_ms=duration, intent=call.intent)
         return _reported(call, False, redact(f"the tool failed: {problem}"), duration_ms=duration)
     duration = int((time.monotonic() - started) * 1000)
     try:
@@ -347,7 +340,7 @@ def _dispatch(call: _Cleared, progress: Callable[[float, float | None, str | Non
         ok = not result.is_error
         _record_outcome(
             call.base,
-            outcome="succeeded" if ok else "failed",
+            "succeeded" if ok else "failed",
             duration_ms=duration,
             intent=call.intent,
             result_summary=content[:500],

@@ -46,7 +46,8 @@ def test_when_the_decision_cannot_be_written_the_call_does_not_run(monkeypatch: 
     monkeypatch.setattr(services, "_append", broken)
     result = gateway.execute("shell__run_command", {"command": "uptime"})
     assert not result.ok and result.decision == "not_run" and dispatched == []
-    assert result.content == "the call was not run: its audit entry could not be written"
+    assert result.content.startswith("the call was not run: its audit entry could not be written (")
+    assert "database is locked" in result.content
 
 
 def tool_entries() -> list[tuple[str, str, str]]:

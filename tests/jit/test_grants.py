@@ -135,6 +135,29 @@ def test_lenient_auto_approves_and_inherit_follows_the_global_mode(make_operator
     assert (tmp_path / "i").exists()
 
 
+def test_the_decision_before_a_call_that_can_change_something_is_durable(
+    make_operator, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """A power cut right after a write/exec/elevate call ran must not lose the entry saying it was allowed; a read,
+    or a call that does not run, needs no synced commit."""
+    asked: list[tuple[str, bool]] = []
+    real_record = gateway.record
+
+    def record(event: str, **details: object) -> object:
+        if event == "tool_call.decision":
+            asked.append((str(details["decision"]), bool(details.get("durable"))))
+        return real_record(event, **details)
+
+    monkeypatch.setattr(gateway, "record", record)
+    lenient = make_operator(name="auto", jit_mode="lenient")
+    gateway.execute("shell__run_command", {"command": "uptime"}, operator=lenient)
+    gateway.execute("shell__run_command", touch(tmp_path / "l"), operator=lenient)
+    gateway.execute("shell__run_command", touch(tmp_path / "s"), operator=make_operator(name="asks"))
+    gateway.execute("shell__run_command", touch(tmp_path / "r"), operator=make_operator(name="ro", ceiling="read_only"))
+    assert asked == [("allowed", False), ("auto_approved", True), ("pending", False), ("denied", False)]
+    assert (tmp_path / "l").exists() and not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
+
+
 def test_deny_needs_a_reason_and_expiry_counts_as_denied(make_operator, admin_user, tmp_path) -> None:
     operator = make_operator()
     gateway.execute("shell__run_command", touch(tmp_path / "a"), operator=operator)

@@ -237,7 +237,7 @@ def test_a_call_that_ran_is_reported_even_when_its_outcome_entry_cannot_be_writt
     result = gateway.execute("shell__run_command", {"command": "uname -s"})
     assert result.ok and result.decision == "allowed" and "Linux" in result.content
     assert written == ["tool_call.decision"]  # and no second outcome saying it did not run
-    assert "audit entry for the outcome of a call that ran (shell__run_command) failed" in caplog.text
+    assert "audit entry for the outcome (succeeded) of a call to shell__run_command failed" in caplog.text
     assert "disk full" in caplog.text
 
 
@@ -272,32 +272,3 @@ def test_a_pool_that_fails_outright_is_a_failed_call(
         "RuntimeError: cannot schedule new futures after shutdown",
     )
     assert "tool call shell__run_command: the MCP client pool failed" in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("command", "allowed", "durable"),
-    [("uptime", True, False), ("touch /tmp/x", True, True), ("touch /tmp/x", False, False)],
-)
-def test_the_decision_before_a_call_that_can_change_something_is_durable(
-    command: str, allowed: bool, durable: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A power cut right after a write/exec/elevate call ran must not lose the entry saying it was allowed."""
-
-    def not_sent(*args: object, **kwargs: object) -> None:
-        raise gateway.MCPClientError("not sent in this test")
-
-    monkeypatch.setattr(MCPClientPool, "call_tool", not_sent)
-    if command != "uptime":
-        verdict = gateway.policy.Decision(allowed, "auto_approved" if allowed else "denied", "lenient")
-        monkeypatch.setattr(gateway.policy, "authorize", lambda **kwargs: verdict)
-    asked = []
-    real_record = gateway.record
-
-    def record(event: str, **details: object) -> object:
-        if event == "tool_call.decision":
-            asked.append(details.get("durable", False))
-        return real_record(event, **details)
-
-    monkeypatch.setattr(gateway, "record", record)
-    gateway.execute("shell__run_command", {"command": command})
-    assert asked == [durable]
