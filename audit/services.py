@@ -240,8 +240,10 @@ def _append(using: str, columns: dict[str, Any], durable: bool = False) -> Audit
         # Alone (a tool call's entries): BEGIN IMMEDIATE ... COMMIT without transaction.atomic()'s bookkeeping;
         # the write lock is taken at BEGIN.
         with hot_cursor(connection) as cursor:
-            if durable:
-                cursor.execute("PRAGMA synchronous=FULL")  # only between transactions; NORMAL again below
+            if durable:  # changeable only between transactions: FULL for this one, then what it was
+                cursor.execute("PRAGMA synchronous")
+                (level,) = cursor.fetchone()
+                cursor.execute("PRAGMA synchronous=FULL")
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 entry = _append_sqlite(connection, cursor, columns)
@@ -251,7 +253,7 @@ def _append(using: str, columns: dict[str, Any], durable: bool = False) -> Audit
                 raise
             finally:
                 if durable:
-                    cursor.execute("PRAGMA synchronous=NORMAL")  # as settings.DATABASES begins every connection
+                    cursor.execute(f"PRAGMA synchronous={int(level)}")
             return entry
     except _NoChainHead:
         _ensure_head(using)

@@ -291,9 +291,9 @@ def test_a_durable_entry_written_alone_is_synced_to_disk() -> None:
     commits: a durable entry's commit is synced itself (synchronous=FULL for that transaction, then NORMAL
     again). PostgreSQL: Vigilus's connections sync every commit, whatever the server's default."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW synchronous_commit")
-            assert cursor.fetchone() == ("on",)
+        with connection.cursor() as cursor:  # asked for by Vigilus's connection, not left to the server's default
+            cursor.execute("SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'")
+            assert cursor.fetchone() == ("on", "client")
         assert record("tool_call.decision", decision="allowed", intent="exec", durable=True).sequence == 1
         return
     record("warm-up")  # the connection is open
@@ -306,8 +306,8 @@ def test_a_durable_entry_written_alone_is_synced_to_disk() -> None:
         record("tool_call.decision", decision="allowed", intent="read")
     finally:
         connection.connection.set_trace_callback(None)
-    assert durable[0] == "PRAGMA synchronous=FULL" and durable[1] == "BEGIN IMMEDIATE"
-    assert durable[-2:] == ["COMMIT", "PRAGMA synchronous=NORMAL"]
+    assert durable[:3] == ["PRAGMA synchronous", "PRAGMA synchronous=FULL", "BEGIN IMMEDIATE"]
+    assert durable[-2:] == ["COMMIT", "PRAGMA synchronous=1"]
     assert not any(statement.startswith("PRAGMA") for statement in statements)
     with connection.cursor() as cursor:
         assert cursor.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL, for every later commit
@@ -374,16 +374,14 @@ def _under_secret_keys(value: object, under: bool = False) -> list[object]:
     """Every non-empty string and every number of 6 characters or more under a secret-looking key, at any depth
     below it."""
     if isinstance(value, dict):
-        return [found for key, item in value.items() for found in _under_secret_keys(item, under or _secret(key))]
+        return [
+            found for key, item in value.items() for found in _under_secret_keys(item, under or secret_looking_key(key))
+        ]
     if isinstance(value, list):
         return [found for item in value for found in _under_secret_keys(item, under)]
     if isinstance(value, bool) or value is None or not under:
         return []
     return [value] if (isinstance(value, str) and value) or len(json.dumps(value)) >= 6 else []
-
-
-def _secret(key: str) -> bool:
-    return secret_looking_key(key)
 
 
 @settings(max_examples=300, deadline=None)
