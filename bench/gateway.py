@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -161,16 +162,12 @@ def measure() -> list[tuple[str, list[float], list[float], list[float]]]:
 def main() -> None:
     if DATABASE not in ("sqlite", "postgresql"):
         raise SystemExit(f"unknown database {DATABASE!r}: sqlite or postgresql")
-    if DATABASE == "postgresql":
+    with throwaway_postgres("vigilus_bench_gateway") if DATABASE == "postgresql" else nullcontext() as database_url:
+        throwaway_vigilus(database_url)
+        cases = measure()
         from django.db import connections
 
-        with throwaway_postgres("vigilus_bench_gateway") as database_url:
-            throwaway_vigilus(database_url)
-            cases = measure()
-            connections.close_all()
-    else:
-        throwaway_vigilus()
-        cases = measure()
+        connections.close_all()  # before the throwaway database is dropped
 
     print(f"{N} calls of each read tool, each way (after {WARMUP} warm-up calls), on {DATABASE}")
     print(f"{'':<40}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
