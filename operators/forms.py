@@ -19,6 +19,8 @@ INTENT_MEANING: dict[Intent, str] = {
 }
 
 PER_CALL = "per call"  # what `effective_intent_label` says of command-line tools
+ACCEPT_CONTEXT_COST = "keep_tools_anyway"  # the checkbox that keeps tools the context warning was about
+CONTEXT_SHARE_WARNED = 3  # tool schemas taking more than a third of the model's context are warned about
 
 # The picker's intent headings, weakest first; command-line tools last, as their command decides.
 INTENT_HEADINGS: dict[str, str] = {
@@ -81,6 +83,59 @@ class OperatorForm(forms.ModelForm):
             "jit_mode": "Below the ceiling, write/exec/elevate calls need a grant: strict waits for a person, "
             "lenient approves at once and logs it, inherit follows Settings.",
         }
+
+    def clean(self) -> dict:
+        """Tools whose schemas take a large share of the model's context (each request carries all of them) are
+        warned about, and kept only once the person ticks "keep these tools anyway"."""
+        cleaned = super().clean()
+        warning = "" if self._context_unchanged(cleaned) else self.context_warning(cleaned)
+        if warning and not self.data.get(ACCEPT_CONTEXT_COST):
+            self.fields[ACCEPT_CONTEXT_COST] = forms.BooleanField(
+                required=False, label="Keep these tools anyway", help_text=warning
+            )
+            raise forms.ValidationError(warning, code="context")
+        return cleaned
+
+    def _context_unchanged(self, cleaned: dict) -> bool:
+        """An edit that keeps the tools, provider and model it had was warned about (or not) when they were set."""
+        operator = self.instance
+        if operator.pk is None:
+            return False
+        chosen = {tool.pk for tool in cleaned.get("tools") or ()}
+        same_tools = chosen == set(operator.tools.values_list("pk", flat=True))
+        return same_tools and cleaned.get("provider") == operator.provider and cleaned.get("model") == operator.model
+
+    @staticmethod
+    def context_warning(cleaned: dict) -> str:
+        """Why the chosen tools crowd the model's context ("" when they do not), from what is known without
+        asking the server (the provider's setting, else the default for its kind)."""
+        from providers.context import context_window, estimate_tools
+
+        provider, tools = cleaned.get("provider"), list(cleaned.get("tools") or ())
+        model = (cleaned.get("model") or "").strip() or (provider.default_model if provider else "")
+        if provider is None or not tools or not model:
+            return ""
+        schemas = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.qualified_name,
+                    "description": tool.description[:1024],
+                    "parameters": tool.input_schema or {"type": "object", "properties": {}},
+                },
+            }
+            for tool in tools
+        ]
+        window = context_window(provider, model, look_up=False)
+        cost = estimate_tools(schemas)
+        if cost * CONTEXT_SHARE_WARNED <= window.tokens:
+            return ""
+        return (
+            f"The {len(tools)} tools chosen take about {cost:,} tokens of {model}'s {window.tokens:,}-token context "
+            f"({cost / window.tokens:.0%}) in every request, before the task, the answers and any tool output: "
+            "runs will have their older tool outputs cut early, or not fit at all. Choose fewer tools, or a model "
+            "with a larger context (set it on the provider if its server runs with more)."
+        )
 
     def tools_by_server(self) -> dict[str, list[IntentGroup]]:
         """The tool checkboxes by server name, and within each server by effective intent in INTENT_HEADINGS order.

@@ -86,6 +86,9 @@ def route(task: str, requested: Operator | None = None) -> Route:
             messages,
             model=settings_row.orchestrator_model or None,
             tools=[_route_tool([op.name for op in candidates])],
+            # Named, not "required": llama.cpp's server answers "required" with HTTP 500, and every kind
+            # that can force a call at all (litellm drops it for Ollama) accepts a named function.
+            tool_choice={"type": "function", "function": {"name": ROUTE_TOOL}},
         )
     except ProviderError as exc:
         raise RoutingFailed(f"The orchestrator model failed: {exc.label}: {exc}") from None

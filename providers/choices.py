@@ -15,6 +15,15 @@ class ProviderKind(models.TextChoices):
     OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible endpoint"
 
 
+class Wire(models.TextChoices):
+    """The request format litellm speaks to a kind: what its messages and tool calls must look like."""
+
+    OPENAI = "openai", "OpenAI chat completions"
+    ANTHROPIC = "anthropic", "Anthropic messages"
+    GEMINI = "gemini", "Gemini generateContent"
+    OLLAMA = "ollama", "Ollama chat"
+
+
 class CheckStatus(models.TextChoices):
     """The outcome of the last connection or tool-calling test."""
 

@@ -46,6 +46,19 @@ class ServerError(ProviderError):
     transient = True
     label = "server error"
 
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = redact(detail)  # the server's own words, for a message that quotes them
+
+
+class ConversationRefused(ServerError):
+    """The server failed the same way twice on the same request: a fault of this conversation (a chat template
+    that cannot render it, say), not a passing one, so asking again would only fail again."""
+
+    transient = False
+    label = "conversation refused"
+
 
 class ModelNotFound(ProviderError):
     label = "model not found"
@@ -53,6 +66,17 @@ class ModelNotFound(ProviderError):
 
 class BadRequest(ProviderError):
     label = "request refused"
+
+
+class ContextExceeded(BadRequest):
+    """The conversation cannot be made to fit the model's context window; the message says which model and
+    window, as a plain sentence."""
+
+    label = "context exceeded"
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit  # the window the server said it has, when it said
 
 
 class MalformedResponse(ProviderError):

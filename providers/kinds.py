@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from providers.choices import ProviderKind
+from providers.choices import ProviderKind, Wire
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,12 @@ class KindSpec:
     needs_api_key: bool  # cloud kinds refuse to be saved without a key
     models_api: str  # which listing endpoint: "openai" (/models), "ollama" (/api/tags), "anthropic", "gemini"
     completion_path: str = ""  # appended to the endpoint for litellm's api_base (Gemini's API version)
+    local: bool = False  # a server on the person's own hardware: small contexts, nothing in litellm's model map
+
+    @property
+    def wire(self) -> Wire:
+        """The request format litellm speaks to this kind (the listing API names it too)."""
+        return Wire(self.models_api)
 
 
 KINDS: dict[str, KindSpec] = {
@@ -27,13 +33,13 @@ KINDS: dict[str, KindSpec] = {
     ProviderKind.GOOGLE: KindSpec(
         "gemini/", "https://generativelanguage.googleapis.com", True, "gemini", completion_path="/v1beta"
     ),
-    ProviderKind.OLLAMA: KindSpec("ollama_chat/", "http://localhost:11434", False, "ollama"),
-    ProviderKind.LM_STUDIO: KindSpec("lm_studio/", "http://localhost:1234/v1", False, "openai"),
-    ProviderKind.VLLM: KindSpec("hosted_vllm/", "http://localhost:8000/v1", False, "openai"),
+    ProviderKind.OLLAMA: KindSpec("ollama_chat/", "http://localhost:11434", False, "ollama", local=True),
+    ProviderKind.LM_STUDIO: KindSpec("lm_studio/", "http://localhost:1234/v1", False, "openai", local=True),
+    ProviderKind.VLLM: KindSpec("hosted_vllm/", "http://localhost:8000/v1", False, "openai", local=True),
     ProviderKind.OPENROUTER: KindSpec("openrouter/", "https://openrouter.ai/api/v1", True, "openai"),
     ProviderKind.XAI: KindSpec("xai/", "https://api.x.ai/v1", True, "openai"),
     # Any server speaking OpenAI's chat-completions API: litellm's openai provider with api_base.
-    ProviderKind.OPENAI_COMPATIBLE: KindSpec("openai/", "", False, "openai"),
+    ProviderKind.OPENAI_COMPATIBLE: KindSpec("openai/", "", False, "openai", local=True),
 }
 
 

@@ -11,6 +11,27 @@ from vigilus.crypto import EncryptedTextField
 http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
 
 
+MIN_CONTEXT_WINDOW = 512  # below this not even a system prompt and one tool fit
+MAX_CONTEXT_WINDOW = 100_000_000
+
+
+def context_windows_problem(value: object) -> str:
+    """What is wrong with a {model: tokens} mapping, in words for a person ("" when nothing is)."""
+    if not isinstance(value, dict):
+        return "Give context windows as model names and token counts."
+    for model, tokens in value.items():
+        if not isinstance(model, str) or not model.strip():
+            return "Each context window needs a model name."
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
+            return f"The context window of {model} must be a whole number of tokens, not {tokens!r}."
+        if not MIN_CONTEXT_WINDOW <= tokens <= MAX_CONTEXT_WINDOW:
+            return (
+                f"The context window of {model} must be between {MIN_CONTEXT_WINDOW:,} "
+                f"and {MAX_CONTEXT_WINDOW:,} tokens."
+            )
+    return ""
+
+
 class ProviderQuerySet(models.QuerySet):
     def enabled(self) -> ProviderQuerySet:
         return self.filter(enabled=True)
@@ -30,6 +51,13 @@ class Provider(models.Model):
     )
     api_key = EncryptedTextField("API key", blank=True, help_text="Stored encrypted; never shown again.")
     default_model = models.CharField(max_length=200, blank=True)
+    context_windows = models.JSONField(
+        "context windows",
+        default=dict,
+        blank=True,
+        help_text="Tokens each model can take in, by model name, where the server does not say "
+        "(or says more than it was started with).",
+    )
     enabled = models.BooleanField(default=True)
     last_test_status = models.CharField(max_length=16, choices=CheckStatus.choices, default=CheckStatus.UNTESTED)
     last_test_message = models.TextField(blank=True)
@@ -58,6 +86,9 @@ class Provider(models.Model):
             )
         kind = spec(self.kind)
         errors = {}
+        problem = context_windows_problem(self.context_windows)
+        if problem:
+            errors["context_windows"] = problem
         if kind.needs_api_key and not self.api_key:
             errors["api_key"] = f"An API key is required for {ProviderKind(self.kind).label}."
         if not kind.default_base_url and not self.base_url:

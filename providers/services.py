@@ -18,7 +18,7 @@ from providers.models import Provider
 
 logger = logging.getLogger("vigilus.providers")
 
-EDITABLE_FIELDS = ("name", "kind", "base_url", "api_key", "default_model", "enabled")
+EDITABLE_FIELDS = ("name", "kind", "base_url", "api_key", "default_model", "context_windows", "enabled")
 CONNECTION_TEST_TIMEOUT = 30.0
 
 PING_PROMPT = "Reply with the single word: pong"
@@ -35,6 +35,10 @@ TOOL_CHECK_TOOL = {
     },
 }
 TOOL_CHECK_PROMPT = "What time is it in UTC right now? Use the get_current_time tool."
+# The check asks as a run does: with a system prompt (every run has one) and tool_choice "auto". Some servers
+# show the tools only inside the system message (llama-cpp-python's chatml-function-calling format), so a
+# check without one would report a model as unable to call tools that a run would see call them.
+TOOL_CHECK_SYSTEM = "You can call the functions you are given. When a question asks for one, call it."
 
 
 def _validate(provider: Provider) -> None:
@@ -57,6 +61,7 @@ def create_provider(
     base_url: str = "",
     api_key: str = "",
     default_model: str = "",
+    context_windows: dict[str, int] | None = None,
     enabled: bool = True,
 ) -> Provider:
     """Save a provider. The endpoint is not contacted: it may be set up before its host is up."""
@@ -66,6 +71,7 @@ def create_provider(
         base_url=base_url.strip(),
         api_key=api_key.strip(),
         default_model=default_model.strip(),
+        context_windows=context_windows or {},
         enabled=enabled,
     )
     _validate(provider)
@@ -137,6 +143,7 @@ def _run_check(
     timeout: float,
     *,
     prompt: str,
+    system: str = "",
     tools: list | None,
     judge: Any,
     status_field: str,
@@ -148,9 +155,10 @@ def _run_check(
 
     try:
         chosen = _model_for(provider, model)
+        messages = [{"role": "system", "content": system}] if system else []
         completion = complete(
             provider,
-            [{"role": "user", "content": prompt}],
+            [*messages, {"role": "user", "content": prompt}],
             model=chosen,
             tools=tools,
             timeout=timeout,
@@ -171,9 +179,11 @@ def run_connection_test(
     """One tiny completion. The outcome is stored on the provider and returned."""
 
     def answered(chosen: str, completion: Any) -> tuple[bool, str]:
+        from providers.context import context_window
+
         return True, (
             f"{chosen} answered in {completion.latency_ms} ms ({completion.usage.total_tokens} tokens): "
-            f"{completion.text.strip()[:80]!r}"
+            f"{completion.text.strip()[:80]!r}; context window {context_window(provider, chosen).describe()}"
         )
 
     return _run_check(
@@ -198,6 +208,7 @@ def run_tool_calling_check(
         model,
         timeout,
         prompt=TOOL_CHECK_PROMPT,
+        system=TOOL_CHECK_SYSTEM,
         tools=[TOOL_CHECK_TOOL],
         judge=lambda chosen, completion: judge_tool_call(completion),
         status_field="tools_check_status",

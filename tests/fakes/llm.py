@@ -16,6 +16,24 @@ further chat request is answered with ``text("done")`` (never a tool call, so an
 by the fake always terminates). Model listings and ``/api/show`` consume no turn. Every request,
 chat or not, is appended to :attr:`FakeLLMServer.requests`.
 
+The fake is as strict as the real servers where they are strict, so that a request only a lenient
+server accepts fails here too. Such a request is refused before any turn is consumed (its
+:attr:`RecordedRequest.refusal` says how):
+
+* OpenAI wire (llama.cpp's server, the strictest of those that speak it): a message without a
+  ``content`` key is HTTP 500 ``'dict object' has no attribute 'content'`` (its chat templates read
+  the key of every message); ``tool_choice: "required"`` is HTTP 500; a tool_choice without tools,
+  or one it cannot read, is HTTP 400.
+* Anthropic: an empty text block is HTTP 400; so is a tool_choice without tools.
+* Gemini: an empty text part is HTTP 400 ("empty text parameter").
+
+A scripted turn is then played as the request's tool choice allows (:func:`constrain`): where no
+tool may be called -- no tools offered, tool_choice "none", or (OpenAI wire, as llama.cpp's
+server reads it) no tool_choice at all -- its tool calls are dropped and it answers in text; where
+a named function must be called (OpenAI ``{"type": "function", ...}``, Anthropic
+``{"type": "tool"}``, Gemini mode ANY with one allowed name), only calls to that function are kept,
+or one with empty arguments is made. :attr:`RecordedRequest.answered` holds the turn as played.
+
 Usage::
 
     with FakeLLMServer([tool_call("get_time", {"tz": "UTC"}), text("It is noon.")]) as fake:
@@ -85,7 +103,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -212,6 +230,56 @@ def slow(seconds: float, then: Turn | None = None) -> Turn:
 
 
 # ---------------------------------------------------------------------------------------------
+# Tool choice: what a request lets the model do, as the real servers read it
+# ---------------------------------------------------------------------------------------------
+
+# "none": no tool may be called (no tools offered, or tool_choice says none; llama.cpp's server also reads a
+# missing tool_choice so); "auto": the script decides; "any": some tool must be called; else the one tool
+# name that must be called.
+ToolChoice = str
+NO_TOOLS_TEXT = "(the fake model answers in text: this request let it call no tool)"
+
+
+def _named(choice: Any) -> str | None:
+    """The function an OpenAI-style tool_choice names ({"type": "function", "function": {"name": ...}})."""
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = (choice.get("function") or {}).get("name")
+        return name if isinstance(name, str) and name else None
+    return None
+
+
+def _offered(body: dict[str, Any]) -> list[str]:
+    """The names of the tools a request offers, in any of the four wire shapes."""
+    names = []
+    for tool in body.get("tools") or ():
+        if not isinstance(tool, dict):
+            continue
+        declarations = tool.get("functionDeclarations") or tool.get("function_declarations")
+        if declarations is not None:
+            names += [d.get("name", "") for d in declarations]
+        else:
+            names.append((tool.get("function") or {}).get("name") or tool.get("name") or "")
+    return names
+
+
+def constrain(turn: Turn, choice: ToolChoice, offered: Sequence[str]) -> Turn:
+    """The scripted turn as a server honouring `choice` plays it: tool calls dropped where none may be made, and
+    a call to the required tool where one must be (the scripted call's arguments if it named that tool)."""
+    if turn.kind not in ("reply", "truncated"):
+        return turn
+    if choice == "none":
+        if not turn.tool_calls:
+            return turn
+        return replace(turn, tool_calls=(), text=turn.text or NO_TOOLS_TEXT)
+    if choice == "auto":
+        return turn
+    if choice == "any":
+        return turn if turn.tool_calls else replace(turn, tool_calls=(ToolCall(offered[0] if offered else ""),))
+    chosen = tuple(call for call in turn.tool_calls if call.name == choice) or (ToolCall(choice),)
+    return replace(turn, tool_calls=chosen)
+
+
+# ---------------------------------------------------------------------------------------------
 # Recording
 # ---------------------------------------------------------------------------------------------
 
@@ -232,6 +300,8 @@ class RecordedRequest:
     body: Any
     kind: str | None = None
     turn: Turn | None = None
+    answered: Turn | None = None  # the turn as played, after the request's tool_choice
+    refusal: tuple[int, str] | None = None  # (status, message) of a chat request refused as the real servers do
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +347,14 @@ class _Dialect:
     stream_content_type: ClassVar[str] = "text/event-stream"
     error_names: ClassVar[dict[int, str]] = {}
 
+    def refusal(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        """(HTTP status, message) with which the real servers of this wire refuse the request, or None."""
+        return None
+
+    def tool_choice(self, body: dict[str, Any]) -> ToolChoice:
+        """What the request lets the model do with tools: "none", "auto", "any", or the one name it must call."""
+        return "auto" if body.get("tools") else "none"
+
     def complete(self, reply: _Reply) -> Any:
         """The non-streaming response body."""
         raise NotImplementedError
@@ -309,6 +387,27 @@ class _OpenAI(_Dialect):
         500: "server_error",
         503: "server_error",
     }
+
+    def refusal(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        # llama.cpp's chat templates read message.content of every message: a message without one fails to render.
+        for message in body.get("messages") or ():
+            if isinstance(message, dict) and "content" not in message:
+                return 500, "'dict object' has no attribute 'content'"
+        choice = body.get("tool_choice")
+        if choice is not None and not body.get("tools"):
+            return 400, "tool_choice is only allowed when tools are specified"
+        if choice == "required":  # llama-cpp-python's server does not implement it
+            return 500, "Invalid tool_choice: 'required'"
+        if choice is not None and choice not in ("none", "auto") and _named(choice) is None:
+            return 400, f"Invalid tool_choice: {choice!r}"
+        return None
+
+    def tool_choice(self, body: dict[str, Any]) -> ToolChoice:
+        # As llama.cpp's server does (OpenAI's own defaults to "auto"): no tool_choice, no tools in the prompt.
+        choice = body.get("tool_choice")
+        if not body.get("tools") or choice in (None, "none"):
+            return "none"
+        return "auto" if choice == "auto" else _named(choice) or "none"
 
     def complete(self, reply: _Reply) -> Any:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
@@ -394,6 +493,24 @@ class _Anthropic(_Dialect):
         500: "api_error",
         529: "overloaded_error",
     }
+
+    def refusal(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        for index, message in enumerate(body.get("messages") or ()):
+            blocks = message.get("content") if isinstance(message, dict) else None
+            for block in blocks if isinstance(blocks, list) else ():
+                if isinstance(block, dict) and block.get("type") == "text" and not block.get("text"):
+                    return 400, f"messages.{index}: text content blocks must be non-empty"
+        if body.get("tool_choice") is not None and not body.get("tools"):
+            return 400, "tool_choice may only be specified while providing tools"
+        return None
+
+    def tool_choice(self, body: dict[str, Any]) -> ToolChoice:
+        choice = body.get("tool_choice") or {"type": "auto"}
+        if not body.get("tools") or choice.get("type") == "none":
+            return "none"
+        if choice.get("type") == "tool":
+            return str(choice.get("name"))
+        return "any" if choice.get("type") == "any" else "auto"
 
     def complete(self, reply: _Reply) -> Any:
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
@@ -570,6 +687,27 @@ class _Gemini(_Dialect):
         503: "UNAVAILABLE",
     }
 
+    def refusal(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        for content in body.get("contents") or ():
+            for part in content.get("parts") or () if isinstance(content, dict) else ():
+                if isinstance(part, dict) and set(part) <= {"text", "thoughtSignature"} and not part.get("text"):
+                    return 400, (
+                        "Unable to submit request because it has an empty text parameter. "
+                        "Add a value to the parameter and try again."
+                    )
+        return None
+
+    def tool_choice(self, body: dict[str, Any]) -> ToolChoice:
+        config = body.get("toolConfig") or body.get("tool_config") or {}
+        calling = config.get("functionCallingConfig") or config.get("function_calling_config") or {}
+        mode = str(calling.get("mode") or "AUTO").upper()
+        allowed = calling.get("allowedFunctionNames") or calling.get("allowed_function_names") or []
+        if not body.get("tools") or mode == "NONE":
+            return "none"
+        if mode == "ANY":
+            return allowed[0] if len(allowed) == 1 else "any"
+        return "auto"
+
     def complete(self, reply: _Reply) -> Any:
         parts: list[dict[str, Any]] = [{"text": reply.text}] if reply.text else []
         parts += self._calls(reply)
@@ -703,7 +841,9 @@ class _Handler(BaseHTTPRequestHandler):
             record.kind = _OLLAMA.name
             model = body.get("model") or body.get("name") or ""
             if model in fake.models:
-                self._send_json(200, _OLLAMA.show(model))
+                shown = _OLLAMA.show(model)
+                shown["model_info"]["llama.context_length"] = fake.contexts.get(model, 8192)
+                self._send_json(200, shown)
             else:
                 self._send_json(404, _OLLAMA.error(404, f"model '{model}' not found"))
         elif method == "GET" and path in ("/v1/models/user", "/models/user"):
@@ -717,7 +857,12 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 dialect = _OPENAI
             record.kind = dialect.name
-            self._send_json(200, dialect.models(fake.models))
+            listing = dialect.models(fake.models)
+            if dialect is _OPENAI:  # the context each model runs with, where vLLM states it
+                for entry in listing["data"]:
+                    if entry["id"] in fake.contexts:
+                        entry["max_model_len"] = fake.contexts[entry["id"]]
+            self._send_json(200, listing)
         else:
             self._send_json(404, {"error": {"message": f"fake LLM server: no route for {method} {path}"}})
 
@@ -725,8 +870,13 @@ class _Handler(BaseHTTPRequestHandler):
         self, record: RecordedRequest, dialect: _Dialect, model: str, streaming: bool, body: dict[str, Any]
     ) -> None:
         fake = self.server.fake
+        record.kind = dialect.name
+        record.refusal = dialect.refusal(body)
+        if record.refusal is not None:  # refused as the real servers refuse it: no model turn is played
+            self._send_json(record.refusal[0], dialect.error(*record.refusal))
+            return
         turn = fake._next_turn()
-        record.kind, record.turn = dialect.name, turn
+        record.turn = turn
         while turn.kind == "slow" and turn.then is not None:
             if fake._stopping.wait(turn.seconds):
                 return
@@ -734,6 +884,8 @@ class _Handler(BaseHTTPRequestHandler):
         if turn.kind == "status":
             self._send_status(dialect, turn)
             return
+        turn = constrain(turn, dialect.tool_choice(body), _offered(body))
+        record.answered = turn
         # Gemini's streamGenerateContent without ?alt=sse answers one JSON array, not a stream.
         incremental = streaming and (dialect is not _GEMINI or record.query.get("alt") == "sse")
         if turn.kind == "malformed":
@@ -813,7 +965,9 @@ class FakeLLMServer:
 
     ``turns`` are consumed one per chat request; see the module docstring for what happens when
     they run out. ``usage`` is the default token usage of every success reply (a turn may carry
-    its own). Use as a context manager or call :meth:`start` / :meth:`stop`.
+    its own). ``contexts`` gives models a context length, stated as vLLM does (``max_model_len`` in the
+    OpenAI listing) and as Ollama does (``model_info``'s ``llama.context_length`` in ``/api/show``, 8192 for
+    the others). Use as a context manager or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(
@@ -822,8 +976,10 @@ class FakeLLMServer:
         *,
         models: Sequence[str] = DEFAULT_MODELS,
         usage: Usage | None = None,
+        contexts: dict[str, int] | None = None,
     ) -> None:
         self.models: list[str] = list(models)
+        self.contexts: dict[str, int] = dict(contexts or {})
         self.usage = usage or Usage()
         self.requests: list[RecordedRequest] = []
         self._turns: list[Turn] = list(turns)

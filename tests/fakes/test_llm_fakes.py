@@ -230,7 +230,7 @@ def test_tool_calls_then_tool_results(kind: Kind, fake: FakeLLMServer) -> None:
     )
     messages: list[dict[str, Any]] = [{"role": "user", "content": "What time is it?"}]
 
-    first = complete(kind, fake, messages, tools=TOOLS)
+    first = complete(kind, fake, messages, tools=TOOLS, tool_choice="auto")
 
     calls = first.choices[0].message.tool_calls
     assert first.choices[0].finish_reason == "tool_calls"
@@ -238,10 +238,13 @@ def test_tool_calls_then_tool_results(kind: Kind, fake: FakeLLMServer) -> None:
         ("get_time", {"tz": "UTC"}),
         ("get_time", {"tz": "Europe/Paris"}),
     ]
-    messages.append(first.choices[0].message.model_dump())
+    replayed = first.choices[0].message.model_dump()
+    if kind.wire == "openai":  # litellm drops a None content, and llama.cpp's server refuses the message then
+        replayed["content"] = replayed["content"] or ""
+    messages.append(replayed)
     messages += [{"role": "tool", "tool_call_id": c.id, "content": f"result {i}"} for i, c in enumerate(calls)]
 
-    second = complete(kind, fake, messages, tools=TOOLS)
+    second = complete(kind, fake, messages, tools=TOOLS, tool_choice="auto")
 
     assert second.choices[0].message.content == "It is noon in UTC and 1pm in Paris."
     results = tool_results(kind.wire, fake.chat_requests[1].body)
@@ -253,7 +256,9 @@ def test_streaming_text_and_tool_call(kind: Kind, fake: FakeLLMServer) -> None:
     fake.script(text("streamed hello world"), tool_call("get_time", {"tz": "UTC"}, text="Let me check."))
 
     def stream() -> Any:
-        chunks = list(complete(kind, fake, stream=True, stream_options={"include_usage": True}, tools=TOOLS))
+        chunks = list(
+            complete(kind, fake, stream=True, stream_options={"include_usage": True}, tools=TOOLS, tool_choice="auto")
+        )
         assert len(chunks) > 2
         return litellm.stream_chunk_builder(chunks)
 
@@ -310,7 +315,7 @@ def test_slow_turn_answers_after_delay_within_timeout(fake: FakeLLMServer) -> No
 def test_raw_string_arguments_reach_the_client_verbatim(fake: FakeLLMServer) -> None:
     fake.script(tool_call("get_time", '{"tz": "UTC"'))
 
-    [call] = complete(KINDS[0], fake, tools=TOOLS).choices[0].message.tool_calls
+    [call] = complete(KINDS[0], fake, tools=TOOLS, tool_choice="auto").choices[0].message.tool_calls
 
     assert call.function.arguments == '{"tz": "UTC"'
 
@@ -348,6 +353,126 @@ def test_ollama_chat_looks_model_up_on_api_show_in_background() -> None:
         ("/api/chat", None),
         ("/api/show", "show-probe"),
     ]
+
+
+# --- as strict as the real servers -------------------------------------------------------------
+
+CALL_TURN = [{"role": "user", "content": "What time is it?"}]
+REPLAYED_CALL = {"id": "c1", "type": "function", "function": {"name": "get_time", "arguments": '{"tz": "UTC"}'}}
+
+
+def _post(url: str, data: dict[str, Any]) -> tuple[int, Any]:
+    """(status, JSON body) of a POST, HTTP errors included."""
+    request = urllib.request.Request(url, data=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_an_assistant_message_without_content_is_refused_like_llama_cpp(fake: FakeLLMServer) -> None:
+    """llama.cpp's chat templates read `content` of every message: litellm drops a None content, so a tool-call
+    turn stored with content None fails there with HTTP 500. The script is not consumed by a refused request."""
+    fake.script(text("answered"))
+    history = [*CALL_TURN, {"role": "assistant", "tool_calls": [REPLAYED_CALL]}]
+    history.append({"role": "tool", "tool_call_id": "c1", "content": "noon"})
+
+    with pytest.raises(litellm.InternalServerError, match="has no attribute 'content'"):
+        complete(KINDS[0], fake, history, tools=TOOLS, tool_choice="auto")
+    history[1]["content"] = ""
+    answer = complete(KINDS[0], fake, history, tools=TOOLS, tool_choice="auto")
+
+    assert answer.choices[0].message.content == "answered"
+    assert [r.refusal for r in fake.requests] == [(500, "'dict object' has no attribute 'content'"), None]
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "played"),
+    [
+        (None, []),  # llama.cpp's server reads no tool_choice as "none" (OpenAI's own would say "auto")
+        ("none", []),
+        ("auto", [("get_time", {"tz": "UTC"})]),
+        ({"type": "function", "function": {"name": "get_time"}}, [("get_time", {"tz": "UTC"})]),
+        ({"type": "function", "function": {"name": "get_date"}}, [("get_date", {})]),
+    ],
+    ids=["missing", "none", "auto", "named", "named-other"],
+)
+def test_openai_wire_honours_tool_choice(tool_choice: Any, played: list[Any], fake: FakeLLMServer) -> None:
+    fake.script(tool_call("get_time", {"tz": "UTC"}))
+    tools = [*TOOLS, {"type": "function", "function": {"name": "get_date", "parameters": {"type": "object"}}}]
+    choice = {} if tool_choice is None else {"tool_choice": tool_choice}
+
+    status_, body = _post(
+        fake.url + "/v1/chat/completions", {"model": "m", "messages": CALL_TURN, "tools": tools, **choice}
+    )
+
+    assert status_ == 200
+    message = body["choices"][0]["message"]
+    calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message.get("tool_calls") or ()]
+    assert calls == played
+    assert bool(message["content"]) is not bool(played)  # a text answer where no call may be made
+
+
+def test_openai_wire_refuses_required_and_a_tool_choice_without_tools(fake: FakeLLMServer) -> None:
+    fake.script(tool_call("get_time", {"tz": "UTC"}))
+    url = fake.url + "/v1/chat/completions"
+
+    required = _post(url, {"model": "m", "messages": CALL_TURN, "tools": TOOLS, "tool_choice": "required"})
+    without_tools = _post(url, {"model": "m", "messages": CALL_TURN, "tool_choice": "auto"})
+
+    assert required[0] == 500 and "required" in required[1]["error"]["message"]
+    assert without_tools[0] == 400
+    assert fake.chat_requests == []  # refused before the script: the tool call is still to be played
+
+
+def test_no_tools_offered_means_no_tool_call_on_every_wire(fake: FakeLLMServer) -> None:
+    for kind in KINDS:
+        fake.script(tool_call("get_time", {"tz": "UTC"}, text="Let me look."))
+        answer = complete(kind, fake)
+        assert not answer.choices[0].message.tool_calls, kind
+        assert answer.choices[0].message.content == "Let me look.", kind
+
+
+@pytest.mark.parametrize(
+    ("prefix", "forced"),
+    [
+        ("anthropic", {"type": "function", "function": {"name": "get_date"}}),
+        ("gemini", {"type": "function", "function": {"name": "get_date"}}),
+    ],
+)
+def test_named_tool_choice_is_honoured_on_anthropic_and_gemini(prefix: str, forced: Any, fake: FakeLLMServer) -> None:
+    kind = next(k for k in KINDS if k.prefix == prefix)
+    tools = [*TOOLS, {"type": "function", "function": {"name": "get_date", "parameters": {"type": "object"}}}]
+    fake.script(tool_call("get_time", {"tz": "UTC"}), tool_call("get_time", {"tz": "UTC"}))
+
+    forced_answer = complete(kind, fake, tools=tools, tool_choice=forced)
+    none_answer = complete(kind, fake, tools=tools, tool_choice="none")
+
+    assert [c.function.name for c in forced_answer.choices[0].message.tool_calls] == ["get_date"]
+    assert not none_answer.choices[0].message.tool_calls
+
+
+def test_anthropic_refuses_an_empty_text_block(fake: FakeLLMServer) -> None:
+    messages = [*CALL_TURN, {"role": "assistant", "content": [{"type": "text", "text": ""}]}]
+
+    status_, body = _post(fake.url + "/v1/messages", {"model": "m", "max_tokens": 10, "messages": messages})
+
+    assert status_ == 400 and "non-empty" in body["error"]["message"]
+
+
+def test_gemini_refuses_an_empty_text_part(fake: FakeLLMServer) -> None:
+    """litellm turns an assistant content "" beside tool calls into an empty text part, which Gemini refuses."""
+    fake.script(text("answered"))
+    history = [*CALL_TURN, {"role": "assistant", "content": "", "tool_calls": [REPLAYED_CALL]}]
+    history.append({"role": "tool", "tool_call_id": "c1", "content": "noon"})
+    gemini = next(k for k in KINDS if k.prefix == "gemini")
+
+    with pytest.raises(litellm.BadRequestError, match="empty text parameter"):
+        complete(gemini, fake, history, tools=TOOLS)
+    history[1]["content"] = None
+
+    assert complete(gemini, fake, history, tools=TOOLS).choices[0].message.content == "answered"
 
 
 # --- failures -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from providers.choices import ProviderKind
 from providers.errors import (
     AuthenticationFailed,
     BadRequest,
+    ConversationRefused,
     MalformedResponse,
     ModelNotFound,
     ProviderError,
@@ -448,7 +449,7 @@ def test_backoff_grows_exponentially(
 ) -> None:
     monkeypatch.setattr(client, "BACKOFF_BASE", 0.1)
     provider = make_provider(ProviderKind.OPENAI_COMPATIBLE)
-    llm_server.script(status(500), status(500), status(500), text("fourth"))
+    llm_server.script(*passing_faults(3), text("fourth"))
 
     started = time.monotonic()
     answer = client.complete(provider, QUESTION, timeout=10, max_retries=3)
@@ -462,12 +463,134 @@ def test_retries_give_up_after_max_retries(
     make_provider: MakeProvider, llm_server: FakeLLMServer, fast_backoff: None
 ) -> None:
     provider = make_provider(ProviderKind.OPENAI_COMPATIBLE)
-    llm_server.script(status(500), status(500), status(500), text("too late"))
+    llm_server.script(*passing_faults(3), text("too late"))
 
-    with pytest.raises(ServerError):
+    with pytest.raises(ServerError) as raised:
         client.complete(provider, QUESTION, timeout=10, max_retries=2)
 
+    assert type(raised.value) is ServerError
     assert len(llm_server.chat_requests) == 3
+
+
+def passing_faults(count: int) -> list[Turn]:
+    """HTTP 500s that differ from each other, as a server under passing trouble answers."""
+    return [
+        status(500, body={"error": {"message": f"worker {n} restarting", "type": "server_error"}}) for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("kind", [ProviderKind.OPENAI_COMPATIBLE, ProviderKind.ANTHROPIC], ids=lambda k: k.value)
+def test_the_same_server_error_twice_is_the_server_refusing_the_conversation(
+    kind: str, make_provider: MakeProvider, llm_server: FakeLLMServer, fast_backoff: None
+) -> None:
+    """A chat template that cannot render the conversation fails the same way every time: asked twice with the same
+    answer, it is reported as refusing this conversation, not retried again as if it would pass."""
+    provider = make_provider(kind, api_key=key_for(kind))
+    refusal = {"error": {"message": "'dict object' has no attribute 'content'", "type": "server_error"}}
+    llm_server.script(status(500, body=refusal), status(500, body=refusal), text("never reached"))
+
+    with pytest.raises(ConversationRefused) as raised:
+        client.complete(provider, QUESTION, timeout=10, max_retries=5)
+
+    assert len(llm_server.chat_requests) == 2
+    assert not raised.value.transient
+    message = str(raised.value)
+    assert "refuses this conversation" in message and "has no attribute 'content'" in message
+    assert_user_facing(raised.value, provider)
+
+
+# --- requests every real server accepts -----------------------------------------------------------------------
+
+
+@every_kind
+def test_tools_are_offered_with_tool_choice_auto(
+    kind: str, make_provider: MakeProvider, llm_server: FakeLLMServer
+) -> None:
+    """llama.cpp's server reads a missing tool_choice as "none" and leaves the tools out of the prompt."""
+    provider = make_provider(kind, api_key=key_for(kind))
+    llm_server.script(tool_call("get_time", {"tz": "UTC"}))
+
+    answer = client.complete(provider, QUESTION, tools=TOOLS, timeout=10)
+
+    assert [call.name for call in answer.tool_calls] == ["get_time"]
+    body = llm_server.chat_requests[0].body
+    if kind in OPENAI_WIRE_KINDS:
+        assert body["tool_choice"] == "auto"
+
+
+OPENAI_WIRE_KINDS = [k for k in ALL_KINDS if wire(k) == "openai"]
+
+
+@pytest.mark.parametrize("kind", [*OPENAI_WIRE_KINDS, ProviderKind.ANTHROPIC, ProviderKind.GOOGLE], ids=str)
+def test_a_named_function_is_called(kind: str, make_provider: MakeProvider, llm_server: FakeLLMServer) -> None:
+    provider = make_provider(kind, api_key=key_for(kind))
+    other = {"type": "function", "function": {"name": "get_date", "parameters": {"type": "object", "properties": {}}}}
+    llm_server.script(text("I would rather chat."))
+
+    answer = client.complete(
+        provider, QUESTION, tools=[*TOOLS, other], tool_choice={"type": "function", "function": {"name": "get_date"}}
+    )
+
+    assert [call.name for call in answer.tool_calls] == ["get_date"]
+
+
+@every_kind
+@pytest.mark.parametrize("stored", [None, ""], ids=["content-None", "content-empty"])
+def test_a_tool_call_turn_is_sent_in_the_shape_the_kinds_server_accepts(
+    kind: str, stored: str | None, make_provider: MakeProvider, llm_server: FakeLLMServer
+) -> None:
+    """Runs store the model's tool-call turn with content None (older runs) or "": OpenAI-style servers need a
+    content string (llama.cpp answers a missing one with HTTP 500), Gemini refuses an empty text part."""
+    provider = make_provider(kind, api_key=key_for(kind))
+    history = [
+        *QUESTION,
+        {
+            "role": "assistant",
+            "content": stored,
+            "tool_calls": [
+                {"id": "call1", "type": "function", "function": {"name": "get_time", "arguments": '{"tz": "UTC"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call1", "content": "12:00"},
+    ]
+    llm_server.script(text("It is noon."))
+
+    assert client.complete(provider, history, tools=TOOLS, timeout=10, max_retries=0).text == "It is noon."
+    assert history[1]["content"] == stored  # the stored conversation is not changed
+
+
+# --- tool arguments -----------------------------------------------------------------------------------
+
+
+def test_a_raw_newline_inside_an_argument_string_is_read(
+    make_provider: MakeProvider, llm_server: FakeLLMServer
+) -> None:
+    """Small models write a newline into a command as it is; the meaning is plain, so it is read, not refused."""
+    provider = make_provider(ProviderKind.OPENAI_COMPATIBLE)
+    llm_server.script(tool_call("get_time", '{"tz": "Europe/\nParis"}'.replace("\\n", "\n")))
+
+    [call] = client.complete(provider, QUESTION, tools=TOOLS, timeout=10).tool_calls
+
+    assert (call.arguments, call.error) == ({"tz": "Europe/\nParis"}, None)
+
+
+def test_arguments_encoded_twice_are_read(make_provider: MakeProvider, llm_server: FakeLLMServer) -> None:
+    provider = make_provider(ProviderKind.OPENAI_COMPATIBLE)
+    llm_server.script(tool_call("get_time", json.dumps(json.dumps({"tz": "UTC"}))))
+
+    [call] = client.complete(provider, QUESTION, tools=TOOLS, timeout=10).tool_calls
+
+    assert (call.arguments, call.error) == ({"tz": "UTC"}, None)
+
+
+def test_unreadable_arguments_are_explained_cleanly(make_provider: MakeProvider, llm_server: FakeLLMServer) -> None:
+    provider = make_provider(ProviderKind.OPENAI_COMPATIBLE)
+    llm_server.script(tool_call("get_time", '{"tz": "UTC" "when": 1}'))
+
+    [call] = client.complete(provider, QUESTION, tools=TOOLS, timeout=10).tool_calls
+
+    assert call.arguments == {}
+    assert call.error == "arguments are not valid JSON: Expecting ',' delimiter at character 14 of 23"
 
 
 @pytest.mark.parametrize("turn", [status(500), status(429, retry_after=0)], ids=["500", "429"])
@@ -585,3 +708,33 @@ def test_first_call_latency_does_not_count_loading_litellm(tmp_path: Any) -> Non
     assert loaded == "True"
     # The fake answers at once; a warm first call takes ~0.1 s here, importing litellm ~2.5 s.
     assert int(latency_ms) < 1000, f"first call reported {latency_ms} ms of a {wall_ms} ms call"
+
+
+@every_kind
+def test_stored_secrets_never_reach_the_model_provider(
+    kind: str, make_provider: MakeProvider, llm_server: FakeLLMServer
+) -> None:
+    """A stored secret that found its way into the conversation — a system prompt a person typed, a tool's output,
+    a tool's description — is masked in what is sent, whatever the kind's wire format."""
+    from vigilus.redaction import MASK
+
+    key = key_for(kind)
+    provider = make_provider(kind, api_key=key)
+    vault = make_provider(ProviderKind.OPENAI, api_key="vault-backup-key-7731-zz")  # no shape gives it away
+    stored = Provider.objects.get(pk=vault.pk).api_key  # decrypting it teaches this process the value
+    llm_server.script(text("ok"))
+    tool = {
+        "type": "function",
+        "function": {"name": "lookup", "description": f"uses {stored}", "parameters": {"type": "object"}},
+    }
+    conversation = [
+        {"role": "system", "content": f"The backup key is {stored}."},
+        {"role": "user", "content": "check the backups"},
+    ]
+
+    client.complete(provider, conversation, tools=[tool], timeout=10)
+
+    [request] = llm_server.chat_requests
+    sent = json.dumps(request.body)
+    assert stored not in sent and MASK in sent
+    assert conversation[0]["content"] == f"The backup key is {stored}."  # what is stored is left as it is

@@ -230,3 +230,13 @@ def test_the_key_never_appears_in_argv_output_or_logs() -> None:
     for output in outputs:
         assert KEY not in output
     assert os.environ.get("VIGILUS_TEST_KEY") is None
+
+
+def test_add_sets_context_windows_and_names_a_bad_one(fake: FakeLLMServer) -> None:
+    add("lab", fake.url + "/v1", "--context-window", "small-1=16384", "--context-window", "large-2=4096")
+
+    assert Provider.objects.get(name="lab").context_windows == {"small-1": 16384, "large-2": 4096}
+    with pytest.raises(CommandError, match="--context-window: The context window of small-1 must be between 512"):
+        add("lab2", fake.url + "/v1", "--context-window", "small-1=10")
+    with pytest.raises(CommandError, match="--context-window: Write 'small-1' as model=tokens"):
+        add("lab3", fake.url + "/v1", "--context-window", "small-1")

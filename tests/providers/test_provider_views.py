@@ -162,3 +162,18 @@ def test_the_web_process_does_not_load_litellm_or_the_infrastructure_libraries()
         timeout=120,
     )
     assert result.stdout.strip().splitlines()[-1] == "False", result.stderr[-2000:]
+
+
+def test_context_windows_are_set_in_the_form_and_bad_ones_named(admin_client: Client, fake: FakeLLMServer) -> None:
+    url = reverse("provider-create")
+
+    bad = admin_client.post(url, form_data(base_url=fake.url + "/v1", context_windows="small-1 lots")).content.decode()
+    tiny = admin_client.post(url, form_data(base_url=fake.url + "/v1", context_windows="small-1=100")).content.decode()
+    saved = admin_client.post(url, form_data(base_url=fake.url + "/v1", context_windows="small-1=16384\nlarge-2 32k"))
+
+    assert "Write &#x27;small-1 lots&#x27; as model=tokens" in bad
+    assert "The context window of small-1 must be between 512" in tiny
+    assert saved.status_code == 200  # "32k" is no number either
+    ok = admin_client.post(url, form_data(base_url=fake.url + "/v1", context_windows="small-1=16384, large-2=32768"))
+    assert ok.status_code == 302
+    assert Provider.objects.get(name="lab").context_windows == {"small-1": 16384, "large-2": 32768}

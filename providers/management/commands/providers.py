@@ -9,11 +9,13 @@ import os
 import sys
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from providers.choices import ProviderKind
 from providers.discovery import list_models
 from providers.errors import ProviderError
+from providers.forms import parse_context_windows
 from providers.models import Provider
 from providers.services import create_provider, remove_provider, run_connection_test, run_tool_calling_check
 from vigilus.management.base import AreaCommand
@@ -25,6 +27,7 @@ def provider_row(provider: Provider) -> dict[str, Any]:
         "kind": provider.kind,
         "endpoint": provider.endpoint,
         "default_model": provider.default_model,
+        "context_windows": provider.context_windows,
         "enabled": provider.enabled,
         "api_key": "set" if provider.has_api_key else "not set",
         "last_test": provider.last_test_status,
@@ -46,6 +49,14 @@ class Command(AreaCommand):
         key.add_argument("--api-key-env", metavar="VAR", help="read the API key from this environment variable")
         key.add_argument("--api-key-stdin", action="store_true", help="read the API key from standard input")
         add.add_argument("--default-model", default="")
+        add.add_argument(
+            "--context-window",
+            action="append",
+            default=[],
+            metavar="MODEL=TOKENS",
+            help="tokens the model can take in, where the server does not say (repeatable; default 8192 for local "
+            "servers)",
+        )
         add.add_argument("--disabled", action="store_true", help="add it switched off")
         self.subcommand("list", "List providers (API keys are never shown).", json_output=True)
         for name, text in (
@@ -82,6 +93,12 @@ class Command(AreaCommand):
             return value
         return ""
 
+    def _context_windows(self, entries: list[str]) -> dict[str, int]:
+        try:
+            return parse_context_windows("\n".join(entries))
+        except ValidationError as exc:
+            raise CommandError(f"--context-window: {' '.join(exc.messages)}") from None
+
     def handle_add(self, **options: Any) -> None:
         provider = create_provider(
             actor=self.actor(options),
@@ -90,6 +107,7 @@ class Command(AreaCommand):
             base_url=options["base_url"],
             api_key=self._api_key(options),
             default_model=options["default_model"],
+            context_windows=self._context_windows(options["context_window"]),
             enabled=not options["disabled"],
         )
         self.stdout.write(f"Added provider {provider.name} ({provider.get_kind_display()}) at {provider.endpoint}.")
