@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from jit.choices import GrantScope, RequestStatus
@@ -13,6 +13,17 @@ from vigilus.crypto import EncryptedTextField
 class AccessRequestQuerySet(models.QuerySet):
     def pending(self) -> AccessRequestQuerySet:
         return self.filter(status=RequestStatus.PENDING, expires_at__gt=timezone.now())
+
+    def with_run_starter(self) -> AccessRequestQuerySet:
+        """Each request annotated with who started its run: `run_started_by_id` and `run_started_by_name`
+        (None for a run from a schedule or a webhook, and for a call made outside a run)."""
+        from operators.models import Run
+
+        run = Run.objects.filter(pk=OuterRef("run_id"))
+        return self.annotate(
+            run_started_by_id=Subquery(run.values("started_by_id")[:1]),
+            run_started_by_name=Subquery(run.values("started_by__username")[:1]),
+        )
 
 
 class AccessRequest(models.Model):
@@ -27,9 +38,6 @@ class AccessRequest(models.Model):
     arguments = models.JSONField(default=dict)  # redacted copy, for people to read
     arguments_digest = models.CharField(max_length=64)  # of the exact arguments
     reason = models.TextField(blank=True, help_text="The model's stated reason.")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     status = models.CharField(max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

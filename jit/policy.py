@@ -33,7 +33,6 @@ def authorize(
     arguments: dict | None = None,
     run: Any = None,
     reason: str = "",
-    requested_by: Any = None,
     force_strict: bool | Callable[[], bool] = False,
 ) -> Decision:
     """`force_strict` may be a callable: it is asked only when a request is raised (never for read)."""
@@ -66,7 +65,6 @@ def authorize(
         target=target,
         arguments=arguments,
         reason=reason,
-        requested_by=requested_by,
         force_strict=force_strict,
     )
     if request.status == "auto_approved":

@@ -20,7 +20,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
+from audit.choices import ActorKind
+from audit.choices import Decision as AuditDecision
 from audit.services import record
 from jit import tokens
 from jit.choices import GrantScope, JITMode, RequestStatus
@@ -28,7 +31,7 @@ from jit.models import AccessRequest, Grant
 from operators.choices import OperatorJITMode
 from tools.choices import Intent
 from vigilus.choices import Role
-from vigilus.redaction import redact_data
+from vigilus.redaction import redact, redact_data
 from vigilus.services import role_of, site_settings, update_site_settings
 
 logger = logging.getLogger("vigilus.jit")
@@ -36,6 +39,10 @@ logger = logging.getLogger("vigilus.jit")
 
 class DecisionConflict(ValidationError):
     """The request was decided (or expired) meanwhile: nothing changed."""
+
+
+class FourEyesRefused(PermissionDenied):
+    """The four-eyes rule is on and the approver started the request's run: another approver must approve it."""
 
 
 def arguments_digest(arguments: Any) -> str:
@@ -67,6 +74,30 @@ def set_global_mode(mode: str, *, actor: User) -> str:
     return mode
 
 
+# --- the four-eyes rule ------------------------------------------------------------------------
+
+
+def run_starter(run_id: int | None) -> int | None:
+    """The id of the person who started the run, when the four-eyes rule is on and bars them from approving its
+    requests; None when the rule is off, or the run came from a schedule or a webhook (nobody started it)."""
+    if run_id is None or not site_settings().four_eyes_approvals:
+        return None
+    from operators.models import Run
+
+    return Run.objects.filter(pk=run_id).values_list("started_by_id", flat=True).first()
+
+
+def four_eyes_refusal(run_id: int | None, actor: Any) -> str:
+    """Why the four-eyes rule keeps `actor` from approving requests of this run, or "" when it does not.
+    Denying stays open to them: stopping one's own run is always fine."""
+    if actor is None or actor.pk is None or run_starter(run_id) != actor.pk:
+        return ""
+    return (
+        f"Four-eyes approvals are on: you started run #{run_id}, so another approver must approve its requests "
+        "(you may still deny them)."
+    )
+
+
 # --- finding and using grants ------------------------------------------------------------------
 
 
@@ -81,8 +112,13 @@ def find_live_grant(
         .filter(Q(scope=GrantScope.TOOL) | Q(scope=GrantScope.CALL, arguments_digest=digest, run_id=run_id))
     )
     for grant in candidates.order_by("scope", "-issued_at"):  # single-call grants first
-        if Intent(grant.intent).rank >= intent.rank:
-            return grant
+        if Intent(grant.intent).rank < intent.rank:
+            continue
+        if grant.scope == GrantScope.TOOL and grant.granted_by_id and grant.granted_by_id == run_starter(run_id):
+            # A tool grant given by this run's starter (approving another run's request) would let them approve
+            # their own run's calls after all: under the four-eyes rule it does not cover this run.
+            continue
+        return grant
     return None
 
 
@@ -157,7 +193,6 @@ def request_access(
     target: str,
     arguments: dict[str, Any],
     reason: str = "",
-    requested_by: User | None = None,
     force_strict: bool = False,
 ) -> AccessRequest:
     """Open a request for a call with no live grant. Lenient: approved at once (a single-call grant)."""
@@ -172,10 +207,9 @@ def request_access(
         arguments=redact_data(arguments),
         arguments_digest=arguments_digest(arguments),
         reason=reason,
-        requested_by=requested_by,
         expires_at=timezone.now() + timedelta(minutes=settings_row.request_expiry_minutes),
     )
-    actor = request.operator_name or (requested_by.username if requested_by else "system")
+    actor = request.operator_name or "system"
     if effective_mode(operator) == JITMode.LENIENT and not force_strict:
         AccessRequest.objects.filter(pk=request.pk).update(
             status=RequestStatus.AUTO_APPROVED, decided_at=timezone.now()
@@ -228,8 +262,6 @@ def _decidable(request_id: int, actor: User) -> AccessRequest:
     request = AccessRequest.objects.filter(pk=request_id).first()
     if request is None:
         raise ValidationError({"request": f"No access request #{request_id}."})
-    if request.requested_by_id is not None and request.requested_by_id == actor.pk:
-        raise PermissionDenied("Nobody may approve a request they raised themselves.")
     return request
 
 
@@ -246,6 +278,7 @@ def _queue_notification(request_id: int) -> None:
 def _claim(request: AccessRequest, status: str, actor: User, reason: str = "") -> None:
     """pending -> status, once: a request decided or expired meanwhile raises DecisionConflict."""
     now = timezone.now()
+    reason = redact(reason)  # a person's words, shown to the model and on the page
     changed = AccessRequest.objects.filter(pk=request.pk, status=RequestStatus.PENDING, expires_at__gt=now).update(
         status=status, decided_by=actor, decided_at=now, decision_reason=reason
     )
@@ -256,10 +289,32 @@ def _claim(request: AccessRequest, status: str, actor: User, reason: str = "") -
     request.refresh_from_db()
 
 
-@transaction.atomic
 def approve(request_id: int, *, actor: User, scope: str = GrantScope.CALL, ttl_minutes: int | None = None) -> Grant:
-    """Approve a pending request: this exact call once (default), or the tool on its target for N minutes."""
-    request = _decidable(request_id, actor)
+    """Approve a pending request: this exact call once (default), or the tool on its target for N minutes.
+
+    Under the four-eyes rule the person who started the request's run is refused (FourEyesRefused), and the
+    refusal is audited: its entry is committed before the exception leaves."""
+    with transaction.atomic():
+        request = _decidable(request_id, actor)
+        refusal = four_eyes_refusal(request.run_id, actor)
+        if not refusal:
+            return _approve(request, actor=actor, scope=scope, ttl_minutes=ttl_minutes)
+        record(
+            "jit.approval_refused",
+            decision=AuditDecision.DENIED,
+            actor=actor.username,
+            actor_kind=ActorKind.USER,
+            tool=request.tool,
+            intent=request.intent,
+            target=request.target,
+            reason=refusal,
+            run=request.run_id,
+            request_id=request.pk,
+        )
+    raise FourEyesRefused(refusal)
+
+
+def _approve(request: AccessRequest, *, actor: User, scope: str, ttl_minutes: int | None) -> Grant:
     settings_row = site_settings()
     try:
         scope = GrantScope(scope).value
@@ -380,4 +435,11 @@ def _after_decision(request: AccessRequest) -> None:
         from celery import current_app
 
         run_id = request.run_id
-        transaction.on_commit(lambda: current_app.send_task("operators.tasks.advance_run", args=[run_id]))
+
+        def wake() -> None:
+            try:
+                current_app.send_task("operators.tasks.advance_run", args=[run_id])
+            except (OperationalError, OSError) as exc:  # the reconciler wakes it once the broker is back
+                logger.warning("run %s: the message broker (Redis) cannot be reached (%s)", run_id, exc)
+
+        transaction.on_commit(wake)

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from jit import services
 from jit.forms import ApproveForm, DenyForm
 from jit.models import AccessRequest, Grant
+from vigilus.services import site_settings
 
 
 def _approver_only(request: HttpRequest) -> None:
@@ -20,7 +21,8 @@ def _approver_only(request: HttpRequest) -> None:
 
 def _page(request: HttpRequest) -> HttpResponse:
     context = {
-        "pending": AccessRequest.objects.pending().select_related("operator"),
+        "pending": AccessRequest.objects.pending().select_related("operator").with_run_starter(),
+        "four_eyes": site_settings().four_eyes_approvals,
         "recent": AccessRequest.objects.exclude(status="pending").select_related("decided_by")[:20],
         "grants": Grant.objects.live().order_by("-issued_at")[:50],
         "approve_form": ApproveForm(),
@@ -61,6 +63,8 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Approved request #{pk}: grant #{grant.pk} until {grant.expires_at:%H:%M}.")
         except ValidationError as exc:
             _report(request, exc)
+        except services.FourEyesRefused as exc:
+            messages.error(request, str(exc))
     return _page(request) if request.htmx else redirect("approvals")
 
 

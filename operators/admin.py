@@ -127,7 +127,7 @@ class RunAdmin(ReadOnlyAdmin):
         "cost",
         "untrusted_seen",
         "cancel_requested",
-        "created_by",
+        "started_by",
         "created_at",
         "started_at",
         "finished_at",

@@ -14,7 +14,6 @@ import enum
 import functools
 import json
 import logging
-import os
 import re
 import time
 from datetime import timedelta
@@ -32,7 +31,7 @@ from operators.live import publish_run
 from operators.models import Run, Step, ToolCall
 from operators.orchestrator import RoutingFailed, route
 from providers.errors import ProviderError
-from vigilus.redaction import redact
+from vigilus.redaction import masked_values, redact, redact_data, remember_secrets
 
 logger = logging.getLogger("vigilus.runs")
 
@@ -52,15 +51,18 @@ def take_lease(run_id: int, owner: str) -> bool:
     """Hold the run for `owner` (a task): False when another holder is on it and will continue it."""
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
-    return Run.objects.filter(free, pk=run_id).update(lease_owner=owner, lease_until=now + LEASE) == 1
+    return Run.objects.filter(free, pk=run_id).update(lease_owner=owner, lease_until=now + LEASE, updated_at=now) == 1
 
 
 def release_lease(run_id: int, owner: str) -> None:
-    Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_until=None)
+    Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_until=None, updated_at=timezone.now())
 
 
 def lease_owner(hostname: str, task_id: str) -> str:
-    return f"{hostname}|{os.getpid()}|{task_id}"
+    """The holder's name: the worker and the task, not the process. The same task redelivered after its pool process
+    died (the OOM killer) takes the run over at once instead of waiting for the lease to run out; a delivery is only
+    redelivered once its process is gone, so two live processes never hold one name."""
+    return f"{hostname}|{task_id}"
 
 
 def release_leases_of(hostname: str) -> list[int]:
@@ -71,6 +73,24 @@ def release_leases_of(hostname: str) -> list[int]:
 
 
 MOVING = (RunStatus.QUEUED, RunStatus.ROUTING, RunStatus.RUNNING)
+# A moving run that no task holds and that nothing touched for this long has lost its message (the broker lost
+# it, or sending it failed): longer than a message waits in the queue on a busy worker, far shorter than a lease.
+UNTOUCHED = timedelta(minutes=2)
+
+
+def runs_without_a_worker() -> list[int]:
+    """Runs that need a worker and may have none: those whose lease ran out (voided: its holder is dead), every
+    moving run no task holds and nothing touched for UNTOUCHED, and parked runs whose requests were all decided.
+    The run's row is the truth and the queue a hint: enqueueing one of these again is harmless (a second message
+    finds the run held, or steps it from what is stored)."""
+    released = release_expired_leases()
+    untouched = timezone.now() - UNTOUCHED
+    moving = Run.objects.filter(status__in=MOVING, lease_owner="", updated_at__lt=untouched)
+    # Parked on requests that were all decided meanwhile: the decision's message was lost.
+    decided = Run.objects.filter(status=RunStatus.AWAITING_APPROVAL, lease_owner="", updated_at__lt=untouched).exclude(
+        tool_calls__status=CallStatus.AWAITING_APPROVAL, tool_calls__access_request__status=RequestStatus.PENDING
+    )
+    return sorted({*released, *moving.values_list("pk", flat=True), *decided.values_list("pk", flat=True)})
 
 
 def release_expired_leases() -> list[int]:
@@ -185,6 +205,7 @@ def _repeats(messages: list[dict[str, Any]], name: str, arguments: dict[str, Any
 
 
 def _save(run: Run, **fields: Any) -> None:
+    fields["updated_at"] = timezone.now()
     for name, value in fields.items():
         setattr(run, name, value)
     Run.objects.filter(pk=run.pk).update(**fields)
@@ -193,6 +214,8 @@ def _save(run: Run, **fields: Any) -> None:
 def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None:
     from jit.services import withdraw_requests
 
+    # The answer and the error are text from a model, a tool or an exception: masked like everything stored.
+    answer, error = redact(answer), redact(error)
     _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now())
     withdraw_requests(run.pk, reason=f"the run {status}")
     for call in run.tool_calls.exclude(status=CallStatus.DONE).select_related("access_request"):
@@ -228,7 +251,7 @@ def _route(run: Run) -> bool:
         run,
         operator=operator,
         operator_name=operator.name,
-        routing_reason=chosen.reason,
+        routing_reason=redact(chosen.reason),  # the orchestrator model's words
         status=RunStatus.RUNNING,
         started_at=timezone.now(),
         messages=[{"role": "system", "content": system}, {"role": "user", "content": run.task}],
@@ -287,36 +310,47 @@ def _call_model(run: Run) -> bool:
         _finish(run, RunStatus.FAILED, error=f"the model failed: {exc.label}: {exc}")
         return False
     number = run.steps + 1
+    shown = [redact_data(call.arguments) for call in completion.tool_calls]
+    for call, arguments in zip(completion.tool_calls, shown, strict=True):
+        # A password masked by its shape (`--password S`) is masked by value from now on: in the model's own words
+        # ("I use S") and in whatever the tool answers.
+        remember_secrets(masked_values(call.arguments, arguments))
+    text = redact(completion.text)  # the model may repeat a secret it was given or read
     with transaction.atomic():
         step = Step.objects.create(
             run=run,
             number=number,
-            text=completion.text,
+            text=text,
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
             cost=Decimal(str(completion.cost)) if completion.cost is not None else None,
             latency_ms=completion.latency_ms,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        message: dict[str, Any] = {"role": "assistant", "content": completion.text or None}
+        # Servers built on chat templates refuse an assistant turn without `content` (llama.cpp's server answers
+        # HTTP 500): a turn of tool calls only has an empty one.
+        message: dict[str, Any] = {"role": "assistant", "content": text or ""}
         if completion.tool_calls:
+            # Stored, shown and sent back to the model redacted; the gateway runs the model's own arguments, kept
+            # sealed when they differ.
             message["tool_calls"] = [
                 {
                     "id": call.id,
                     "type": "function",
-                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                    "function": {"name": call.name, "arguments": json.dumps(arguments)},
                 }
-                for call in completion.tool_calls
+                for call, arguments in zip(completion.tool_calls, shown, strict=True)
             ]
-            for position, call in enumerate(completion.tool_calls):
+            for position, (call, arguments) in enumerate(zip(completion.tool_calls, shown, strict=True)):
                 ToolCall.objects.create(
                     run=run,
                     step=step,
                     position=position,
                     call_id=call.id,
                     tool=call.name,
-                    arguments=call.arguments,
-                    arguments_error=call.error or "",
+                    arguments=arguments,
+                    sealed_arguments=None if arguments == call.arguments else call.arguments,
+                    arguments_error=redact(call.error or ""),
                 )
         _save(
             run,
@@ -326,10 +360,10 @@ def _call_model(run: Run) -> bool:
             cost=run.cost + (Decimal(str(completion.cost)) if completion.cost else 0),
         )
     if not completion.tool_calls:
-        _finish(run, RunStatus.COMPLETED, answer=completion.text)
+        _finish(run, RunStatus.COMPLETED, answer=text)
         return False
-    for call in completion.tool_calls:
-        repeats = _repeats(run.messages, call.name, call.arguments)
+    for call, arguments in zip(completion.tool_calls, shown, strict=True):
+        repeats = _repeats(run.messages, call.name, arguments)
         if repeats >= LOOP_REPEATS:
             _finish(
                 run,
@@ -416,7 +450,7 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
     step_text = call.step.text if call.step_id else ""
     result = gateway.execute(
         call.tool,
-        call.arguments,
+        call.dispatch_arguments,
         operator=run.operator,
         run=run,
         reason=step_text,
@@ -512,6 +546,6 @@ def cancel(run: Run, *, actor: Any) -> None:
     Run.objects.filter(pk=run.pk).update(cancel_requested=True)
     record("run.cancel_requested", actor=actor, run=run.pk, target=run.operator_name)
     if run.status == RunStatus.AWAITING_APPROVAL or run.status == RunStatus.QUEUED:
-        from operators.tasks import advance_run
+        from operators.tasks import enqueue_run
 
-        transaction.on_commit(lambda: advance_run.delay(run.pk))
+        transaction.on_commit(lambda: enqueue_run(run.pk))

@@ -45,10 +45,11 @@ class RunConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=redact(html))
 
     async def run_transcript(self, event: RunTranscript) -> None:
-        """A step: the render fitting this person; one of their own when they raised a pending request."""
+        """A step: the render fitting this person; one of their own when the four-eyes rule bars them from
+        approving the run's requests (they started it)."""
         if not self.approver or not event["approver_html"]:
             await self.send(text_data=event["html"])
-        elif self.scope["user"].pk in event["raised_by"]:
+        elif self.scope["user"].pk in event["starters"]:
             await self.send_own_render()
         else:
             await self.send(text_data=event["approver_html"])

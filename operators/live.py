@@ -7,8 +7,8 @@ renders and sends only while the counter is above zero. A counter left high by a
 means some needless pushes.
 
 Approvers may decide a pending request inline, so while one of the run's calls awaits approval a push carries
-two renders, without and with the Approve/Deny forms, and each socket sends the one fitting its person. Nobody
-may decide a request they raised themselves: a socket whose person raised a pending request renders its own.
+two renders, without and with the Approve/Deny forms, and each socket sends the one fitting its person. Under
+the four-eyes rule the person who started the run may not approve its requests: their socket renders its own.
 """
 
 from __future__ import annotations
@@ -60,13 +60,15 @@ class RunTranscript(TypedDict):
     type: str
     html: str  # without approval controls: for everyone who may not approve
     approver_html: str  # with Approve/Deny forms for the pending requests; "" when none is pending
-    raised_by: list[int]  # people who raised a pending request of the run: their socket renders its own
+    starters: list[int]  # the run's starter, when the four-eyes rule bars them from approving: they render their own
 
 
 def render_transcript(run_id: int, *, approver: bool = False, user: Any = None) -> str | None:
     """The transcript as an htmx out-of-band fragment, or None when the run is gone. With `approver`, each
-    pending request carries Approve/Deny forms, except those `user` raised. The forms carry no CSRF field (there
-    is no request): htmx posts them with the X-CSRFToken header that base.html sets on <body>."""
+    pending request carries Approve/Deny forms (only Deny when the four-eyes rule bars `user`, who started the
+    run). The forms carry no CSRF field (there is no request): htmx posts them with the X-CSRFToken header that
+    base.html sets on <body>."""
+    from jit.services import four_eyes_refusal
     from operators.models import Run, ToolCall
 
     calls = ToolCall.objects.select_related("access_request") if approver else ToolCall.objects.all()
@@ -77,35 +79,38 @@ def render_transcript(run_id: int, *, approver: bool = False, user: Any = None) 
     )
     if run is None:
         return None
-    context = {"run": run, "oob": True, "can_approve": approver, "user": user}
+    refusal = four_eyes_refusal(run_id, user) if approver else ""
+    context = {"run": run, "oob": True, "can_approve": approver, "user": user, "four_eyes_refusal": refusal}
     return render_to_string("operators/partials/transcript.html", context)
 
 
-def pending_requesters(run_id: int) -> list[int | None]:
-    """Who raised each request a call of the run awaits (None: the Operator itself); empty when none awaits."""
+def awaits_approval(run_id: int) -> bool:
+    """Whether a call of the run waits for a decision on its access request."""
     from operators.choices import CallStatus
     from operators.models import ToolCall
 
-    awaiting = ToolCall.objects.filter(
+    return ToolCall.objects.filter(
         run_id=run_id, status=CallStatus.AWAITING_APPROVAL, access_request__isnull=False
-    ).values_list("access_request__requested_by_id", flat=True)
-    return list(awaiting)
+    ).exists()
 
 
 def publish_run(run_id: int) -> None:
     def render_and_send() -> None:
         if not watched(run_id):
             return
-        requesters = pending_requesters(run_id)
+        from jit.services import run_starter
+
+        awaiting = awaits_approval(run_id)
         html = render_transcript(run_id)
         if html is None:
             return
-        approver_html = render_transcript(run_id, approver=True) if requesters else ""
+        approver_html = render_transcript(run_id, approver=True) if awaiting else ""
+        starter = run_starter(run_id) if awaiting else None
         event = RunTranscript(
             type="run.transcript",
             html=redact(html),
             approver_html=redact(approver_html) if approver_html else "",
-            raised_by=sorted({pk for pk in requesters if pk is not None}),
+            starters=[starter] if starter is not None else [],
         )
         send_after_commit(run_group(run_id), event)
 

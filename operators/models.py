@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from operators.choices import CallStatus, Ceiling, OperatorJITMode, RunStatus, TaskSource
+from vigilus.crypto import SealedJSONField
 
 
 class OperatorQuerySet(models.QuerySet):
@@ -69,10 +72,15 @@ class Run(models.Model):
     cancel_requested = models.BooleanField(default=False)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(
+    # The person who gave the task (dashboard, `task` command); None for schedules, webhooks and the system.
+    # Under the four-eyes rule this person may not approve the run's access requests.
+    started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a step, a lease or a status last changed the run (set by hand: queryset updates skip auto_now). A
+    # moving run nobody holds and nothing touched for a while has lost its message: the reconciler sends another.
+    updated_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -124,7 +132,10 @@ class ToolCall(models.Model):
     position = models.PositiveIntegerField(default=0)
     call_id = models.CharField(max_length=100)
     tool = models.CharField(max_length=270)
-    arguments = models.JSONField(default=dict)
+    arguments = models.JSONField(default=dict)  # as shown: redacted
+    # As the model wrote them, encrypted, when redaction changed them (a password in a command line): the gateway
+    # runs these, nothing shows them.
+    sealed_arguments = SealedJSONField(null=True, blank=True, editable=False)
     arguments_error = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=CallStatus.choices, default=CallStatus.PROPOSED)
     intent = models.CharField(max_length=16, blank=True)
@@ -147,6 +158,11 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status})"
+
+    @property
+    def dispatch_arguments(self) -> Any:
+        """The arguments to run the call with: the model's own, which `arguments` shows redacted."""
+        return self.arguments if self.sealed_arguments is None else self.sealed_arguments
 
 
 class Schedule(models.Model):

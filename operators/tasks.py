@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from celery import shared_task, signals
+from kombu.exceptions import OperationalError
 
 from operators import agent
 from operators.models import Run
+
+logger = logging.getLogger("vigilus.runs")
 
 # Seconds one task keeps stepping a run before handing it back to the queue. Steps that follow each other
 # quickly (a fast model, read-only tools) then skip a broker round trip each; a slow step (a real model
@@ -33,7 +37,23 @@ def advance_run(self: object, run_id: int) -> None:
     finally:
         agent.release_lease(run_id, owner)  # before the next task is sent, or it would find the run held
     if again:
+        enqueue_run(run_id)
+
+
+def enqueue_run(run_id: int) -> bool:
+    """Hand the run to a worker. When the broker cannot be reached the run stays as it is stored (queued, or
+    between steps) and the reconciler (`resume_stalled_runs`) sends it once the broker is back: False then, and
+    one line in the log instead of a traceback."""
+    try:
         advance_run.delay(run_id)
+    except (OperationalError, OSError) as exc:
+        logger.warning(
+            "run %s: the message broker (Redis) cannot be reached (%s); the run is kept and goes on once it is back",
+            run_id,
+            exc,
+        )
+        return False
+    return True
 
 
 @signals.worker_ready.connect
@@ -44,14 +64,18 @@ def resume_runs(sender: object = None, **kwargs: object) -> None:
         agent.release_leases_of(hostname)
     agent.release_expired_leases()
     for run_id in Run.objects.filter(status__in=agent.MOVING, lease_owner="").values_list("pk", flat=True):
-        advance_run.delay(run_id)
+        enqueue_run(run_id)
 
 
 @shared_task(ignore_result=True)
-def resume_stalled_runs() -> None:
-    """Beat's sweep: a run whose worker died and never came back under its name goes on once its lease ran out."""
-    for run_id in agent.release_expired_leases():
-        advance_run.delay(run_id)
+def resume_stalled_runs() -> list[int]:
+    """Beat's reconciler (every 30 s): every run that needs a worker gets a message, whatever happened to the one
+    it had — lost with Redis's data, never sent while the broker was down, or held by a lease whose worker died and
+    never came back under its name. Returns the ids sent."""
+    run_ids = agent.runs_without_a_worker()
+    for run_id in run_ids:
+        enqueue_run(run_id)
+    return run_ids
 
 
 @shared_task(ignore_result=True)

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from jit.services import four_eyes_refusal
 from operators import agent, entrypoints, services
 from operators.choices import RunStatus, TaskSource
 from operators.forms import OperatorForm, ScheduleForm, TaskForm, WebhookForm
@@ -57,7 +58,7 @@ def tasks(request: HttpRequest) -> HttpResponse:
                 form.cleaned_data["task"],
                 source=TaskSource.DASHBOARD,
                 operator=form.cleaned_data["operator"],
-                created_by=request.user,
+                started_by=request.user,
             )
             return redirect("run-detail", pk=run.pk)
     runs = Run.objects.all()
@@ -86,7 +87,8 @@ def services_can_submit(request: HttpRequest) -> bool:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
-    return render(request, "operators/run.html", {"run": run, "group": run_group(run.pk)})
+    context = {"run": run, "group": run_group(run.pk), "four_eyes_refusal": four_eyes_refusal(run.pk, request.user)}
+    return render(request, "operators/run.html", context)
 
 
 @require_POST

@@ -124,6 +124,10 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.2, what: str 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+# The log file of each worker `celery_worker` started, by node name (what a person would read in the worker's log).
+WORKER_LOGS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
     django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
@@ -133,6 +137,7 @@ def celery_worker(
 
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
+    WORKER_LOGS[name] = log
     with django_db_blocker.unblock():
         env = process_env()
     with open(log, "wb") as out:

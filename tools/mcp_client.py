@@ -36,6 +36,7 @@ from tools.choices import Transport
 from vigilus.redaction import MASK, MIN_SECRET_LENGTH, redact, secret_values
 
 logger = logging.getLogger("vigilus.tools.mcp")
+stderr_logger = logging.getLogger("vigilus.tools.mcp.stderr")
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 30.0
@@ -145,8 +146,11 @@ class ServerSpec:
             text = text.replace(value, MASK)
         return redact(text)
 
-    def target(self, on_response: Callable[[Any], Coroutine[Any, Any, None]] | None = None) -> Any:
-        """What mcp.Client connects to for this transport. `on_response` is an HTTP client response hook."""
+    def target(
+        self, on_response: Callable[[Any], Coroutine[Any, Any, None]] | None = None, errlog: TextIO | None = None
+    ) -> Any:
+        """What mcp.Client connects to for this transport. `on_response` is an HTTP client response hook; `errlog`
+        a stdio server's stderr (by default this process's own)."""
         if self.transport == Transport.BUILTIN:
             from tools.servers import build_builtin_server
 
@@ -155,7 +159,7 @@ class ServerSpec:
             from mcp.client.stdio import StdioServerParameters, stdio_client
 
             parameters = StdioServerParameters(command=self.command, args=list(self.args), env=dict(self.env) or None)
-            return stdio_client(parameters, errlog=_server_stderr())
+            return stdio_client(parameters, errlog=errlog or _server_stderr())
         if self.transport == Transport.SSE:
             from mcp.client.sse import sse_client
 
@@ -166,6 +170,35 @@ class ServerSpec:
                 self.url, headers=dict(self.headers) or None, timeout=HTTP_TIMEOUT, httpx_client_factory=http_client
             )
         return _streamable_http(self.url, _http_client(on_response, headers=dict(self.headers) or None))
+
+
+class StderrRelay:
+    """A stdio server's error output, line by line into Vigilus's log with the server's secrets masked.
+
+    The server writes into a pipe, never straight onto this process's stderr: a crashing server's traceback may
+    quote the environment Vigilus handed it. A thread reads the pipe until the server (the last holder of its write
+    end once `started()` has closed ours) exits."""
+
+    def __init__(self, spec: ServerSpec) -> None:
+        read_end, write_end = os.pipe()
+        self.errlog: TextIO = os.fdopen(write_end, "w")
+        self._spec = spec
+        self._reader = threading.Thread(
+            target=self._relay, args=(os.fdopen(read_end, "rb"),), name=f"mcp-stderr-{spec.name}", daemon=True
+        )
+        self._reader.start()
+
+    def started(self) -> None:
+        """The server has its own copy of the write end: ours is closed, so the reader ends when the server does."""
+        if not self.errlog.closed:
+            self.errlog.close()
+
+    def _relay(self, stream: Any) -> None:
+        with stream:
+            for raw in stream:
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if line:
+                    stderr_logger.info("MCP server %s: %s", self._spec.name, self._spec.scrub(line))
 
 
 def _server_stderr() -> TextIO:
@@ -220,8 +253,11 @@ class _Session:
         from mcp import Client
 
         assert self.ready is not None
+        relay = StderrRelay(self.spec) if self.spec.transport == Transport.STDIO else None
         try:
-            async with Client(self.spec.target(self.on_response)) as client:
+            async with Client(self.spec.target(self.on_response, relay.errlog if relay else None)) as client:
+                if relay is not None:
+                    relay.started()
                 self.client = client
                 self.ready.set_result(None)
                 await self.stop.wait()
@@ -233,6 +269,8 @@ class _Session:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            if relay is not None:
+                relay.started()  # or never will be: the reader ends with the pipe
             self.client = None
             self.dead = True
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from jit.live import APPROVALS_GROUP
+from jit.live import APPROVALS_GROUP, PendingRequests, render_pending
 from jit.services import can_approve
+from vigilus.redaction import redact
 
 # Close codes in the 4000 range are the application's own.
 CLOSE_UNAUTHENTICATED = 4401
@@ -40,3 +41,12 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def live_html(self, event: dict) -> None:
         """An htmx out-of-band swap: the html is sent as it is (the sender redacted it)."""
         await self.send(text_data=event["html"])
+
+    async def approvals_pending(self, event: PendingRequests) -> None:
+        """The pending requests; a person the four-eyes rule bars from approving one of them gets their own
+        render (that Approve button disabled, saying why)."""
+        if self.scope["user"].pk not in event["starters"]:
+            await self.send(text_data=event["html"])
+            return
+        html, _starters = await database_sync_to_async(render_pending)(user=self.scope["user"])
+        await self.send(text_data=redact(html))

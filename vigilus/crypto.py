@@ -8,6 +8,7 @@ configured key can decrypt raises `SecretDecryptionError` instead of returning a
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -147,13 +148,41 @@ class EncryptedTextField(models.TextField):
         return encrypt(value) if value else ""
 
 
-def encrypted_fields() -> list[tuple[type[models.Model], list[str]]]:
-    """Every concrete model with encrypted fields, and the names of those fields."""
+class SealedJSONField(models.TextField):
+    """JSON kept to act on but never to show (a tool call's arguments as the model wrote them, a password inside):
+    stored as a Fernet token, read back as the value. Unlike EncryptedTextField its values are not secrets the
+    redactor masks everywhere (most of an argument object is ordinary words); what is shown is a redacted copy kept
+    beside it. None stays NULL."""
+
+    description = "JSON encrypted at rest"
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        if not value:
+            return None
+        try:
+            return json.loads(multi_fernet().decrypt(value.encode("ascii")))
+        except (InvalidToken, UnicodeError):
+            raise SecretDecryptionError() from None
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return multi_fernet().encrypt(json.dumps(value, ensure_ascii=False).encode()).decode("ascii")
+
+    def value_to_string(self, obj: models.Model) -> str:
+        value = self.value_from_object(obj)
+        return "" if value is None else str(self.get_prep_value(value))
+
+
+def encrypted_fields(*, sealed: bool = False) -> list[tuple[type[models.Model], list[str]]]:
+    """Every concrete model with encrypted fields, and the names of those fields (with `sealed`, SealedJSONFields
+    too: key rotation re-encrypts them, the redactor does not read them)."""
     from django.apps import apps
 
+    kinds: tuple[type[models.Field], ...] = (EncryptedTextField, SealedJSONField) if sealed else (EncryptedTextField,)
     found = []
     for model in apps.get_models():
-        names = [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+        names = [f.attname for f in model._meta.concrete_fields if isinstance(f, kinds)]
         if names:
             found.append((model, names))
     return found

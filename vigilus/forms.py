@@ -58,6 +58,7 @@ class SiteSettingsForm(forms.ModelForm):
             "grant_max_ttl_minutes",
             "request_expiry_minutes",
             "hold_untrusted_runs_strict",
+            "four_eyes_approvals",
             "notification_urls",
             "orchestrator_provider",
             "orchestrator_model",

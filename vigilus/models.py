@@ -55,6 +55,13 @@ class SiteSettings(models.Model):
         help_text="After a run has read content an outsider can influence, its write/exec/elevate calls always "
         "wait for a person, even under a lenient Operator.",
     )
+    four_eyes_approvals = models.BooleanField(
+        "four-eyes approvals",
+        default=False,
+        help_text="The person who started a run cannot approve its access requests (they may still deny them); "
+        "another approver must. Runs from schedules and webhooks have no starter. Off: a one-person homelab "
+        "approves its own runs.",
+    )
     notification_urls = EncryptedTextField(
         blank=True,
         help_text="Apprise URLs, one per line (ntfy://, gotifys://, tgram://, mailtos://, ...). Stored encrypted.",

@@ -2,14 +2,15 @@
 
 `redact()` masks, by value, every secret this process knows (each value an encrypted field
 stored or loaded, plus all of them once `load_known_secrets()` has run), wherever it appears —
-also inside a longer string — and, by shape, private-key blocks and bearer tokens.
+also inside a longer string — and, by shape, the secrets the rules of `vigilus.secret_rules` find:
+passwords and tokens in command lines, headers, URLs and variables, private-key blocks, JWTs and
+provider keys by their format.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 import re
 import threading
@@ -17,28 +18,15 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-MASK = "[REDACTED]"
+from vigilus.secret_rules import MASK, TOKEN_COUNT, mask_shapes
+
 # Shorter values are not masked by value: "a" or "1234" would mangle ordinary text. Secrets that
 # short offer no protection anyway.
 MIN_SECRET_LENGTH = 6
 
-_PRIVATE_KEY_BLOCK = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL
-)
-_BEARER = re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
-# Names that say a secret follows: `password=...` in text, {"api_key": ...} in data.
+# Names that say a secret is under them in data ({"api_key": ...}, {"X-Api-Key": ...}).
 _SECRET_NAMES = r"api[_-]?key|passw(?:or)?d|secret|token|authorization|private[_-]?key|credential"  # noqa: S105 - names, not a password
-_KEY_VALUE = re.compile(
-    rf"""(?P<key>["']?(?:{_SECRET_NAMES})["']?\s*[:=]\s*["']?)"""
-    r"""(?!(?:Bearer|Basic)\s|\[REDACTED\])(?P<value>[^\s"',;}]{6,})""",
-    re.IGNORECASE,
-)
 _SECRET_NAME = re.compile(_SECRET_NAMES, re.IGNORECASE)
-# ... but a count of a model's tokens ({"max_tokens": 128000}) is not one.
-_TOKEN_COUNT = re.compile(r"(max|min|num|total|prompt|completion|input|output|reasoning|cached)[_-]?tokens?$", re.I)
-
-# Text in which none of the shapes above can start is left alone without running them one by one.
-_SHAPE_HINT = re.compile(rf"PRIVATE KEY|Bearer|Basic|{_SECRET_NAMES}", re.IGNORECASE)
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -110,7 +98,8 @@ def _secrets_pattern() -> re.Pattern[str] | None:
 
 
 def redact(text: str) -> str:
-    """`text` with every known secret, private-key block and bearer token replaced by [REDACTED]."""
+    """`text` with every known secret, and every secret a rule of `vigilus.secret_rules` finds, replaced by
+    [REDACTED]."""
     if not text or len(text) < MIN_SECRET_LENGTH:  # too short to hold a secret or any of the shapes
         return text
     if len(text) > _MEMO_TEXT_LENGTH:
@@ -129,12 +118,7 @@ def _redacted(text: str) -> str:
     pattern = _secrets_pattern()
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    if not _SHAPE_HINT.search(text):
-        return text
-    text = _PRIVATE_KEY_BLOCK.sub(MASK, text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)
-    return text
+    return mask_shapes(text)  # one search for the rules' hint words when there are none
 
 
 def display_url(url: str) -> str:
@@ -146,7 +130,7 @@ def display_url(url: str) -> str:
 def secret_looking_key(key: str) -> bool:
     """Whether a key of some data names a secret ({"password": ...}, {"X-Api-Key": ...}): what is under it is
     masked by `redact_data()`."""
-    return _SECRET_NAME.search(key) is not None and _TOKEN_COUNT.search(key) is None
+    return _SECRET_NAME.search(key) is not None and TOKEN_COUNT.search(key) is None
 
 
 class NotPlainJSON(TypeError):
@@ -200,6 +184,30 @@ def _redacted_data(value: Any, under_secret_key: bool, plain: bool) -> Any:
     return value
 
 
+def masked_values(original: Any, shown: Any) -> list[str]:
+    """What redaction took out of `original` to make `shown`, its redacted copy: in each string, every stretch the
+    mask stands for (a whole value under a secret-looking key; the password of `--password S`). Remembered as
+    secrets, they are masked by value from then on, also where no shape gives them away ("I used S")."""
+    if isinstance(original, str) and isinstance(shown, str):
+        if original == shown or MASK not in shown:
+            return []
+        parts = shown.split(MASK)
+        pattern = "(.+?)".join(re.escape(part) for part in parts[:-1]) + "(.+)" + re.escape(parts[-1])
+        found = re.fullmatch(pattern, original, re.DOTALL)
+        return [value for value in found.groups() if MASK not in value] if found else []
+    if isinstance(original, dict) and isinstance(shown, dict):
+        return [v for key, item in original.items() for v in masked_values(item, shown.get(_redacted_key(key)))]
+    if isinstance(original, list | tuple) and isinstance(shown, list | tuple) and len(original) == len(shown):
+        return [value for pair in zip(original, shown, strict=True) for value in masked_values(*pair)]
+    if isinstance(original, int | float) and not isinstance(original, bool) and shown == MASK:
+        return [str(original)]
+    return []
+
+
+def _redacted_key(key: Any) -> Any:
+    return redact(key) if isinstance(key, str) else key
+
+
 def _token_like(part: str) -> bool:
     """Random-looking enough to be a token, a webhook id or a private topic, not a word like `message` (which,
     masked, would blank that word in every log line and transcript)."""
@@ -239,29 +247,3 @@ def load_known_secrets() -> int:
                     remember_stored_secret(value)
                     count += 1
     return count
-
-
-# `extra=` of a log call whose message was built from redacted parts only (an audit entry's line): the filter
-# leaves it as it is.
-ALREADY_REDACTED = {"vigilus_redacted": True}
-
-
-class RedactingFilter(logging.Filter):
-    """A handler filter: the formatted message and any traceback leave with secrets masked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "vigilus_redacted", False) and not record.exc_info and not record.stack_info:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: log it as it is, still redacted
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        return True

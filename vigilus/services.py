@@ -204,7 +204,7 @@ def reencrypt_secrets() -> int:
 
     count = 0
     with transaction.atomic():
-        for model, names in encrypted_fields():
+        for model, names in encrypted_fields(sealed=True):
             for row in model._default_manager.values_list("pk", *names):
                 pk, values = row[0], dict(zip(names, row[1:], strict=False))
                 present = {name: value for name, value in values.items() if value}

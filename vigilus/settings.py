@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import environ
 from kombu import Queue
 
-from vigilus.keyfiles import load_keys
+from vigilus.keyfiles import env_or_file, load_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -172,7 +172,10 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
+        # A consumer waits for its next message with a blocking read of 5 s (channels-redis's brpop_timeout); redis-py
+        # 8 gives up on a socket after 5 s by default, so the two raced and dropped websockets with a TimeoutError.
+        # The socket timeout stays finite (a dead connection is still noticed) but outlasts the blocking read.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
     }
 }
 
@@ -191,12 +194,24 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "expire-access-requests": {"task": "jit.tasks.expire_requests", "schedule": 60.0},
     "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": 3600.0},
-    "resume-stalled-runs": {"task": "operators.tasks.resume_stalled_runs", "schedule": 300.0},
+    # The reconciler: every run that needs a worker gets one, whatever happened to its message.
+    "resume-stalled-runs": {"task": "operators.tasks.resume_stalled_runs", "schedule": 30.0},
 }
 # Every queue the project uses. A worker started without -Q consumes all of them, so the
 # Procfile's worker line never needs to repeat this list.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default", routing_key="default"), Queue("tools", routing_key="tools"))
+
+# --- Audit log (README.md "Audit log"; checked by audit/checks.py) --------------------------
+# Every signed checkpoint is also appended here, outside the database, and `audit verify` checks the log against it.
+AUDIT_WITNESS_FILE = Path(env.str("VIGILUS_AUDIT_WITNESS_FILE", default=str(DATA_DIR / "audit-witness.jsonl")))
+AUDIT_WITNESS_FILE = AUDIT_WITNESS_FILE.expanduser().absolute()
+# Outside witnesses sent every checkpoint, best effort: Apprise URLs (json://, ntfy://, syslog://, mailto://, ...) and
+# http(s):// endpoints that are POSTed its JSON. Separated by spaces, newlines or commas; they may hold tokens, so
+# VIGILUS_AUDIT_WITNESS_URLS_FILE may name a file instead (Docker secrets).
+AUDIT_WITNESS_URLS = env_or_file("VIGILUS_AUDIT_WITNESS_URLS") or ""
+# A checkpoint is taken after every this many entries (0: only the hourly one), besides the hourly one.
+AUDIT_CHECKPOINT_EVERY = env.int("VIGILUS_AUDIT_CHECKPOINT_EVERY", default=1000)
 
 # --- Tools ---------------------------------------------------------------------------------
 # Where the built-in filesystem server may read and write (the data directory is refused anyway).
@@ -238,12 +253,12 @@ else:
         "security.W016",  # CSRF_COOKIE_SECURE
     ]
 
-# --- Logging: every handler redacts secrets (vigilus/redaction.py) --------------------------
+# --- Logging: every record is redacted where it is made, and by each handler (vigilus/logs.py) --------
 LOG_LEVEL = env.str("VIGILUS_LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "vigilus.redaction.RedactingFilter"}},
+    "filters": {"redact": {"()": "vigilus.logs.RedactingFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},

@@ -25,7 +25,7 @@ from jit.models import AccessRequest
 from jit.notifications import NotificationFailed
 from tools import gateway
 from vigilus.crypto import decrypt
-from vigilus.redaction import RedactingFilter
+from vigilus.logs import RedactingFilter
 from vigilus.services import site_settings, update_site_settings
 
 pytestmark = pytest.mark.django_db

@@ -35,12 +35,6 @@ OPERATOR_KEYS = {
 
 
 @pytest.fixture
-def model() -> FakeLLMServer:
-    with FakeLLMServer([]) as server:
-        yield server
-
-
-@pytest.fixture
 def lab(admin_user, model: FakeLLMServer) -> Provider:
     (Path(settings.DATA_DIR) / "mcp.json").unlink(missing_ok=True)
     discover_all()

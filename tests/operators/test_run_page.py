@@ -21,6 +21,7 @@ from tests.fakes.llm import FakeLLMServer, text, tool_call
 from tools.models import Tool
 from tools.services import discover_all
 from vigilus.celery import app as celery_app
+from vigilus.services import update_site_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -205,21 +206,29 @@ def test_a_viewer_watching_sees_the_pending_request_without_approval_forms(
     assert "Waiting for" in late and approval_forms(late) == []
 
 
-def test_nobody_is_offered_to_decide_a_request_they_raised(fixer, open_socket, approver_user, admin_user) -> None:
+def test_under_four_eyes_the_person_who_started_the_run_is_offered_only_deny(
+    fixer, open_socket, approver_user, admin_user
+) -> None:
+    update_site_settings(actor=admin_user, four_eyes_approvals=True)
     run = queued_run(fixer)
+    Run.objects.filter(pk=run.pk).update(started_by=approver_user)
     run_to_rest(run)
-    AccessRequest.objects.filter(run_id=run.pk).update(requested_by=approver_user)
-    raiser = open_socket(approver_user, path=f"/ws/runs/{run.pk}/")
+    deny = reverse("request-deny", args=[AccessRequest.objects.get(run_id=run.pk).pk])
+    refusal = f"Four-eyes approvals are on: you started run #{run.pk}"
+    starter = open_socket(approver_user, path=f"/ws/runs/{run.pk}/")
     other = open_socket(admin_user, path=f"/ws/runs/{run.pk}/")
-    assert approval_forms(raiser.receive_text()) == [] and len(approval_forms(other.receive_text())) == 2
+    assert approval_forms(starter.receive_text()) == [deny] and len(approval_forms(other.receive_text())) == 2
     live.publish_run(run.pk)  # a push as a step sends it (no transaction open: sent at once)
-    pushed_to_raiser, pushed_to_other = raiser.receive_text(), other.receive_text()
-    assert "You raised this request" in pushed_to_raiser and approval_forms(pushed_to_raiser) == []
-    assert len(approval_forms(pushed_to_other)) == 2
+    pushed_to_starter, pushed_to_other = starter.receive_text(), other.receive_text()
+    assert refusal in pushed_to_starter and approval_forms(pushed_to_starter) == [deny]
+    assert refusal not in pushed_to_other and len(approval_forms(pushed_to_other)) == 2
     client = Client()
     client.force_login(approver_user)
     page = client.get(reverse("run-detail", args=[run.pk])).content.decode()
-    assert "You raised this request" in page and approval_forms(page) == []
+    assert refusal in page and approval_forms(page) == [deny]
+    update_site_settings(actor=admin_user, four_eyes_approvals=False)
+    page = client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert refusal not in page and len(approval_forms(page)) == 2
 
 
 def test_a_finished_run_shows_cost_and_duration_per_step_and_call_with_audit_links(

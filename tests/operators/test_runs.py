@@ -31,12 +31,6 @@ SHELL = "shell__run_command"
 
 
 @pytest.fixture
-def model() -> FakeLLMServer:
-    with FakeLLMServer([]) as server:
-        yield server
-
-
-@pytest.fixture
 def operator(celery_worker: str, admin_user, model: FakeLLMServer):
     (Path(settings.DATA_DIR) / "mcp.json").unlink(missing_ok=True)
     discover_all()

@@ -28,13 +28,10 @@ from django.core.management import call_command
 
 from audit.models import AuditEntry
 from operators.choices import CallStatus, RunStatus
-from operators.models import Operator, Run, Step, ToolCall
+from operators.models import Run, Step, ToolCall
 from operators.services import submit_task
-from providers.services import create_provider
 from tests.conftest import ROOT, VENV_BIN, process_env, wait_for
-from tests.fakes.llm import FakeLLMServer, slow, text, tool_call
-from tools.models import Tool
-from tools.services import discover_all
+from tests.fakes.llm import slow, text, tool_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 SHELL = "shell__run_command"
@@ -147,28 +144,6 @@ def worker(crash_broker: Celery, tmp_path: Path) -> Iterator[Worker]:
         w.stop()
 
 
-@pytest.fixture
-def model() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer([]) as server:
-        yield server
-
-
-@pytest.fixture
-def operator(admin_user, model: FakeLLMServer):
-    (Path(settings.DATA_DIR) / "mcp.json").unlink(missing_ok=True)
-    discover_all()
-    provider = create_provider(
-        actor=admin_user, name="lab", kind="openai_compatible", base_url=model.url + "/v1", default_model="m"
-    )
-
-    def make(ceiling: str = "exec", jit_mode: str = "lenient") -> Operator:
-        op = Operator.objects.create(name="fixer", provider=provider, ceiling=ceiling, jit_mode=jit_mode)
-        op.tools.add(Tool.objects.get(qualified_name=SHELL))
-        return op
-
-    return make
-
-
 def settle(run: Run, timeout: float = 30) -> Run:
     """The run finished and its last step let go of the lease (a moment after the status is saved)."""
 
@@ -278,3 +253,26 @@ def test_a_run_queued_while_the_worker_was_down_is_stepped_once(worker: Worker, 
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED, run.error
     assert (run.answer, run.steps) == ("once", 1)
+
+
+def test_a_killed_pool_process_leaves_no_run_stuck(crash_broker: Celery, operator, model, tmp_path: Path) -> None:
+    """What the OOM killer does: the pool processes die mid-step, the worker's main process lives and redelivers
+    the task. The redelivered task takes the run over at once (its lease names the task, not the dead process)."""
+    import psutil
+
+    worker = Worker(f"oom-{uuid.uuid4().hex[:8]}@localhost", crash_broker, tmp_path / "worker.log", concurrency=2)
+    model.script(slow(30, then=text("too late")), text("asked again"))
+    worker.start()
+    try:
+        run = submit_task("what is up?", operator=operator(ceiling="read_only", jit_mode="strict"))
+        wait_for(lambda: len(model.chat_requests) == 1, timeout=20, interval=0.05, what="the model call to start")
+        assert worker.proc is not None
+        killed = psutil.Process(worker.proc.pid).children()
+        for child in killed:
+            child.kill()
+        assert killed and worker.proc.poll() is None  # the worker's main process lives on
+        run = settle(run, timeout=60)  # not the 20 minutes of a lease that names the dead process
+    finally:
+        worker.stop()
+    assert (run.status, run.answer) == (RunStatus.COMPLETED, "asked again"), run.error
+    assert Step.objects.filter(run=run).count() == 1

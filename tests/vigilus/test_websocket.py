@@ -95,3 +95,18 @@ def test_messages_sent_by_the_browser_are_ignored(open_socket: Any, viewer_user:
     with transaction.atomic():
         publish_html(f"user.{viewer_user.pk}", "<div>still listening</div>")
     assert socket.receive_text() == "<div>still listening</div>"
+
+
+def test_an_idle_socket_stays_open_past_the_layers_blocking_read(
+    open_socket: Any, viewer_user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The layer waits for a message with a blocking read of 5 s; a Redis socket timeout of the same length
+    dropped the connection with a TimeoutError about every 6 s. Idle for two of those reads, it still delivers."""
+    import time
+
+    socket = open_socket(user=viewer_user)
+    time.sleep(12)
+    with transaction.atomic():
+        publish_html(f"user.{viewer_user.pk}", "<div>after a quiet while</div>")
+    assert socket.receive_text() == "<div>after a quiet while</div>"
+    assert not [r for r in caplog.records if r.exc_info or "Timeout" in r.getMessage()]

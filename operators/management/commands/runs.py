@@ -34,7 +34,7 @@ class Command(AreaCommand):
         runs = Run.objects.all()
         if status:
             runs = runs.filter(status=status)
-        runs = list(runs.prefetch_related("tool_calls")[:limit])
+        runs = list(runs.select_related("started_by").prefetch_related("tool_calls")[:limit])
         if json:
             self.print_json([run_json(r) for r in runs])
             return

