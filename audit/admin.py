@@ -73,6 +73,6 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditCheckpoint)
 class AuditCheckpointAdmin(ReadOnlyAdmin):
-    list_display = ["sequence", "hash", "created_at", "key_id"]
+    list_display = ["sequence", "hash", "created_at", "key_id", "witnessed"]
     paginator = CheapPaginator
     show_full_result_count = False

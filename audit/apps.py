@@ -13,9 +13,10 @@ class AuditConfig(AppConfig):
         from django.core import checks
 
         from audit import signals
-        from audit.checks import check_triggers
+        from audit.checks import check_settings, check_triggers
 
         checks.register(check_triggers, checks.Tags.database)
+        checks.register(check_settings)
         # Logins happen in Django's auth views and the admin too: its signals are the one place
         # every login passes through.
         auth_signals.user_logged_in.connect(signals.logged_in, dispatch_uid="audit.logged_in")

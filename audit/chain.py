@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from json.encoder import c_encode_basestring, py_encode_basestring
 from typing import Any
 
+from audit.choices import Finding
+
 GENESIS = "0" * 64
 
 # Every column of AuditEntry that the hash covers, in the order verify() reads them.
@@ -133,10 +135,11 @@ def entry_hash(content: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """What is wrong, at which entry (None: the log as a whole)."""
+    """What is wrong (`kind`, a Finding), at which entry (None: the log as a whole)."""
 
     sequence: int | None
     message: str
+    kind: str = Finding.BROKEN_CHAIN
 
     def __str__(self) -> str:
         return f"entry #{self.sequence}: {self.message}" if self.sequence is not None else self.message

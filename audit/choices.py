@@ -28,3 +28,17 @@ class Outcome(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     NOT_RUN = "not_run", "Not run"
+
+
+class Finding(models.TextChoices):
+    """What `audit verify` can find wrong, each named in its report (and in `--json` as `kind`)."""
+
+    BROKEN_CHAIN = "broken_chain", "Broken chain"  # a gap, a broken link, a changed entry
+    CUT_TAIL = "cut_tail", "Cut-off tail"
+    REWRITTEN = "rewritten", "Rewritten history"
+    CHECKPOINT_MISSING = "checkpoint_missing", "Witnessed checkpoint missing from the database"
+    BAD_SIGNATURE = "bad_signature", "Bad signature"
+    APPENDED_BEHIND = "appended_behind", "Appended behind the audit service"
+    HEAD_MISMATCH = "head_mismatch", "Chain head disagrees"
+    WITNESS_MISSING = "witness_missing", "Witness file missing"
+    WITNESS_UNREADABLE = "witness_unreadable", "Witness file unreadable"

@@ -142,7 +142,9 @@ class AuditCheckpoint(AppendOnlyModel):
     """A signed statement "the log held entry `sequence` with `hash`", so a cut-off tail is caught.
 
     `signature` is Ed25519 (base64) by the instance key over `signing_payload()`; `key_id` names the
-    public key that made it.
+    public key that made it. `witnessed`: the checkpoint was also appended to the witness file outside
+    the database (audit/witness.py); False for checkpoints taken before witnesses existed, which is how
+    `audit verify` tells a log never witnessed from one whose witness file went missing.
     """
 
     sequence = models.BigIntegerField()
@@ -150,6 +152,7 @@ class AuditCheckpoint(AppendOnlyModel):
     created_at = models.DateTimeField()
     key_id = models.CharField(max_length=64)
     signature = models.TextField()
+    witnessed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-sequence", "-id"]

@@ -25,7 +25,7 @@ import time as clock
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -37,20 +37,23 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit import witness
 from audit.chain import (
     GENESIS,
     HASHED_FIELDS,
     JSON_FIELDS,
     Problem,
+    Walk,
     canonical_json,
     canonical_row,
     canonical_time,
     walk,
 )
-from audit.choices import ActorKind
+from audit.choices import ActorKind, Finding
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
+from vigilus.logs import RedactedText
 from vigilus.prepared import hot_cursor
-from vigilus.redaction import ALREADY_REDACTED, NotPlainJSON, redact_json
+from vigilus.redaction import NotPlainJSON, redact_json
 
 logger = logging.getLogger("vigilus.audit")
 
@@ -290,8 +293,27 @@ def record(
         entry = _append(DEFAULT_DB_ALIAS, columns, durable)
     except (DatabaseError, ValueError) as exc:
         raise AuditWriteError(f"the audit entry for {event} could not be written: {exc}") from exc
-    logger.info("%s", log_line(entry.sequence, columns), extra=ALREADY_REDACTED)
+    logger.info(RedactedText(log_line(entry.sequence, columns)))  # made of redacted columns: not scanned again
+    every = settings.AUDIT_CHECKPOINT_EVERY
+    if every > 0 and entry.sequence % every == 0:  # sequences have no gaps: each multiple of N is crossed once
+        transaction.on_commit(partial(_request_checkpoint, entry.sequence), robust=True)
     return entry
+
+
+def _request_checkpoint(sequence: int) -> None:
+    """Ask the worker for a checkpoint once entry `sequence` has committed (every AUDIT_CHECKPOINT_EVERY entries).
+
+    The checkpoint (a signature, a row, a synced line in the witness file, outside witnesses over the network) is
+    taken by the worker, not here: record() runs on every tool call's path, which pays one message to the broker
+    per N entries. If the broker cannot take it, the hourly checkpoint covers these entries."""
+    from kombu.exceptions import OperationalError
+
+    from audit import tasks
+
+    try:
+        tasks.take_checkpoint.apply_async(retry=False)
+    except (OperationalError, OSError) as exc:
+        logger.warning("could not ask the worker for an audit checkpoint at #%s: %s", sequence, exc)
 
 
 def install_triggers(*, actor: Any) -> list[str]:
@@ -325,59 +347,101 @@ def instance_keys() -> tuple[Ed25519PrivateKey, Ed25519PublicKey, str]:
     return _instance_keys(settings.JIT_SIGNING_KEY_PEM)
 
 
-def signing_payload(sequence: int, digest: str, created_at: datetime) -> bytes:
-    """The exact bytes a checkpoint's signature covers."""
-    return f"vigilus-audit-checkpoint/v1\n{sequence}\n{digest}\n{canonical_time(created_at)}".encode()
+def signing_payload(sequence: int, digest: str, created_at: datetime | str) -> bytes:
+    """The exact bytes a checkpoint's signature covers (`created_at` a datetime, or already its canonical text)."""
+    when = created_at if isinstance(created_at, str) else canonical_time(created_at)
+    return f"vigilus-audit-checkpoint/v1\n{sequence}\n{digest}\n{when}".encode()
 
 
 def take_checkpoint() -> AuditCheckpoint | None:
-    """Sign the newest entry's sequence and hash with the instance key and store it.
+    """Sign the newest entry's sequence and hash with the instance key, store it, append it to the witness file
+    and send it to the outside witnesses (audit/witness.py).
 
-    Returns the new checkpoint, the latest one when the log has not grown since, or None when the
-    log is empty.
+    Returns the new checkpoint, the latest one when the log has not grown since it was witnessed, or None when
+    the log is empty. The checkpoint commits before any witness sees it (so no witness ever holds one the
+    database rolled back): not to be called inside a transaction. Raises WitnessError when the witness file
+    cannot be written; an outside witness that fails is only logged.
     """
-    tail = AuditEntry.objects.order_by("-sequence").values_list("sequence", "hash").first()
-    if tail is None:
-        return None
-    latest = AuditCheckpoint.objects.order_by("-sequence", "-id").first()
-    if latest is not None and latest.sequence == tail[0] and latest.hash == tail[1]:
-        return latest
-    private, _public, key_id = instance_keys()
-    created_at = timezone.now()
-    signature = private.sign(signing_payload(tail[0], tail[1], created_at))
-    checkpoint = AuditCheckpoint(
-        sequence=tail[0],
-        hash=tail[1],
-        created_at=created_at,
-        key_id=key_id,
-        signature=base64.b64encode(signature).decode("ascii"),
-    )
-    checkpoint.save()
+    with transaction.atomic(durable=True):
+        tail = AuditEntry.objects.order_by("-sequence").values_list("sequence", "hash").first()
+        if tail is None:
+            return None
+        latest = AuditCheckpoint.objects.order_by("-sequence", "-id").first()
+        # One taken before witnesses existed is taken again, witnessed this time.
+        if latest is not None and latest.witnessed and (latest.sequence, latest.hash) == tail:
+            return latest
+        private, _public, key_id = instance_keys()
+        created_at = timezone.now()
+        signature = private.sign(signing_payload(tail[0], tail[1], created_at))
+        checkpoint = AuditCheckpoint(
+            sequence=tail[0],
+            hash=tail[1],
+            created_at=created_at,
+            key_id=key_id,
+            signature=base64.b64encode(signature).decode("ascii"),
+            witnessed=True,
+        )
+        checkpoint.save()
+    statement = witness.Statement.of(checkpoint)
+    witness.append(settings.AUDIT_WITNESS_FILE, statement)
     logger.info("audit checkpoint at #%s (%s)", checkpoint.sequence, checkpoint.hash)
+    witness.send(statement, witness.split_urls(settings.AUDIT_WITNESS_URLS))
     return checkpoint
+
+
+class _Signatures:
+    """Checks checkpoint signatures against the instance key, each distinct checkpoint once (the database and the
+    witness file hold the same ones, and each check costs a fraction of a millisecond)."""
+
+    def __init__(self) -> None:
+        _private, self.public, self.key_id = instance_keys()
+        self.valid: dict[tuple, bool] = {}
+
+    def problem(self, statement: witness.Statement, what: str) -> str:
+        """Why `what` (the checkpoint as a statement) is not signed by the instance key ('' if it is)."""
+        if statement.key_id != self.key_id:
+            return f"{what} was signed by another key ({statement.key_id}, this instance: {self.key_id})"
+        if statement.key not in self.valid:
+            payload = signing_payload(statement.sequence, statement.hash, statement.created_at)
+            try:
+                self.public.verify(base64.b64decode(statement.signature, validate=True), payload)
+                self.valid[statement.key] = True
+            except (InvalidSignature, ValueError):
+                self.valid[statement.key] = False
+        return "" if self.valid[statement.key] else f"{what} has an invalid signature (it was forged or edited)"
 
 
 def checkpoint_signature_problem(checkpoint: AuditCheckpoint) -> str:
     """Why the checkpoint's signature is not the instance key's over its fields ('' if it is)."""
-    _private, public, key_id = instance_keys()
-    if checkpoint.key_id != key_id:
-        return f"checkpoint {checkpoint.pk} was signed by another key ({checkpoint.key_id}, this instance: {key_id})"
-    try:
-        public.verify(
-            base64.b64decode(checkpoint.signature),
-            signing_payload(checkpoint.sequence, checkpoint.hash, checkpoint.created_at),
-        )
-    except (InvalidSignature, ValueError):
-        return f"checkpoint {checkpoint.pk} has an invalid signature (it was forged or edited)"
-    return ""
+    return _Signatures().problem(witness.Statement.of(checkpoint), f"checkpoint {checkpoint.pk}")
 
 
 # --- verify ----------------------------------------------------------------------------------------
 
 
+def _problem_dict(problem: Problem) -> dict[str, Any]:
+    return {"kind": problem.kind, "sequence": problem.sequence, "message": problem.message, "text": str(problem)}
+
+
+@dataclass
+class WitnessReport:
+    """What checking the log against the witness file (settings.AUDIT_WITNESS_FILE) found."""
+
+    file: str
+    present: bool = False
+    checkpoints: int = 0  # checkpoints the file holds
+    latest: int | None = None  # the newest sequence one of them covers
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "problems": [_problem_dict(problem) for problem in self.problems]}
+
+
 @dataclass
 class VerifyReport:
-    """The outcome of `verify_log()`. `ok` is False exactly when `problem` is set."""
+    """The outcome of `verify_log()`: every problem found (`problem` is the first), notes, and the witness check.
+    `ok` is False exactly when a problem was found."""
 
     entries: int = 0
     last_sequence: int = 0
@@ -385,21 +449,24 @@ class VerifyReport:
     checkpoints: int = 0
     latest_checkpoint: int | None = None
     seconds: float = 0.0
-    problem: Problem | None = None
+    problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    witness: WitnessReport | None = None
+
+    @property
+    def problem(self) -> Problem | None:
+        return self.problems[0] if self.problems else None
 
     @property
     def ok(self) -> bool:
-        return self.problem is None
+        return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok
-        data["problem"] = (
-            {"sequence": self.problem.sequence, "message": self.problem.message, "text": str(self.problem)}
-            if self.problem
-            else None
-        )
+        data["problem"] = _problem_dict(self.problem) if self.problem else None
+        data["problems"] = [_problem_dict(problem) for problem in self.problems]
+        data["witness"] = self.witness.as_dict() if self.witness else None
         return data
 
 
@@ -431,54 +498,188 @@ def _stored_rows(chunk_size: int = VERIFY_CHUNK) -> Iterator[tuple]:
 
 def verify_log() -> VerifyReport:
     """Check the whole log: genesis, sequence gaps, every link, every recomputed hash, then the tail
-    against the chain head and every signed checkpoint (so a cut-off tail is caught too).
+    against the chain head and every signed checkpoint in the database, then against every checkpoint
+    in the witness file outside the database (a cut-off tail is caught even when the head was moved
+    back and the newest checkpoints deleted with it).
 
-    Never raises for a damaged log: the report names the first problem found.
+    Never raises for a damaged log: the report names every problem found, the first one first.
     """
     started = clock.monotonic()
-    report = VerifyReport()
+    report = VerifyReport(witness=WitnessReport(file=str(settings.AUDIT_WITNESS_FILE)))
+    # The witness file first: whatever it holds was committed to the database before it was written there.
+    witnessed = _read_witness(report.witness)
     head_before = _head()
     checkpoints = list(AuditCheckpoint.objects.order_by("sequence", "id"))
     report.checkpoints = len(checkpoints)
     report.latest_checkpoint = checkpoints[-1].sequence if checkpoints else None
-    watch = {c.sequence for c in checkpoints} | ({head_before[0]} if head_before else set())
+    watch = {c.sequence for c in checkpoints} | {s.sequence for s in witnessed}
+    watch |= {head_before[0]} if head_before else set()
     walked, seen = walk(_stored_rows(), watch=watch)
     report.entries, report.last_sequence, report.last_hash = walked.entries, walked.last_sequence, walked.last_hash
-    report.problem = walked.problem or _tail_problem(walked.last_sequence, seen, checkpoints, head_before)
+    signatures = _Signatures()
+    if walked.problem:
+        report.problems.append(walked.problem)
+    elif problem := _tail_problem(walked.last_sequence, seen, checkpoints, head_before, signatures):
+        report.problems.append(problem)
+    _check_witness(report.witness, witnessed, checkpoints, walked, seen, signatures)
+    report.problems += report.witness.problems
+    report.notes += report.witness.notes
     report.seconds = round(clock.monotonic() - started, 3)
     return report
 
 
 def _tail_problem(
-    last: int, seen: dict[int, str], checkpoints: list[AuditCheckpoint], head: tuple[int, str] | None
+    last: int,
+    seen: dict[int, str],
+    checkpoints: list[AuditCheckpoint],
+    head: tuple[int, str] | None,
+    signatures: _Signatures,
 ) -> Problem | None:
     """The first disagreement between an intact chain ending at `last` and its checkpoints or head."""
     for checkpoint in checkpoints:
-        if problem := checkpoint_signature_problem(checkpoint):
-            return Problem(checkpoint.sequence, problem)
+        if problem := signatures.problem(witness.Statement.of(checkpoint), f"checkpoint {checkpoint.pk}"):
+            return Problem(checkpoint.sequence, problem, Finding.BAD_SIGNATURE)
         signed = f"checkpoint {checkpoint.pk} signed at {canonical_time(checkpoint.created_at)}"
         if checkpoint.sequence > last:
             return Problem(
                 last + 1,
                 f"missing: the log ends at #{last} but {signed} covers #{checkpoint.sequence} (the tail was cut off)",
+                Finding.CUT_TAIL,
             )
         if seen.get(checkpoint.sequence) != checkpoint.hash:
-            return Problem(checkpoint.sequence, f"its hash differs from the one in {signed} (the log was rewritten)")
+            return Problem(
+                checkpoint.sequence,
+                f"its hash differs from the one in {signed} (the log was rewritten)",
+                Finding.REWRITTEN,
+            )
     if head is None:
-        return Problem(None, "the chain head row is missing") if last else None
+        return Problem(None, "the chain head row is missing", Finding.HEAD_MISMATCH) if last else None
     if head[0] > last:
-        return Problem(last + 1, f"missing: the log ends at #{last} but the chain head is at #{head[0]} (cut off)")
+        message = f"missing: the log ends at #{last} but the chain head is at #{head[0]} (cut off)"
+        return Problem(last + 1, message, Finding.CUT_TAIL)
     if head[0] < last:
         head = _head()  # entries may have been appended while we walked
         if head is None or head[0] < last:
             return Problem(
                 (head[0] if head else 0) + 1,
                 "appended behind the audit service's back: it lies beyond the chain head",
+                Finding.APPENDED_BEHIND,
             )
         return None
     if seen.get(head[0]) != head[1]:
-        return Problem(head[0], "its hash differs from the chain head's")
+        return Problem(head[0], "its hash differs from the chain head's", Finding.HEAD_MISMATCH)
     return None
+
+
+def _read_witness(found: WitnessReport) -> list[witness.Statement]:
+    """The checkpoints in the witness file; what is wrong with the file itself goes into `found`."""
+    path = settings.AUDIT_WITNESS_FILE
+    try:
+        held = witness.read(path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        found.present = True
+        found.problems.append(
+            Problem(None, f"the witness file {path} cannot be read: {exc.strerror or exc}", Finding.WITNESS_UNREADABLE)
+        )
+        return []
+    found.present = True
+    if held.bad_lines:
+        lines = ", ".join(f"line {number} ({why})" for number, why in held.bad_lines[:5])
+        more = f" and {len(held.bad_lines) - 5} more" if len(held.bad_lines) > 5 else ""
+        found.problems.append(
+            Problem(
+                None,
+                f"the witness file {path} holds lines that are not checkpoints: {lines}{more} (it was edited)",
+                Finding.WITNESS_UNREADABLE,
+            )
+        )
+    if held.torn_lines:
+        lines = f"line{'s' if len(held.torn_lines) > 1 else ''} {', '.join(map(str, held.torn_lines))}"
+        found.notes.append(
+            f"the witness file {path} has an incomplete {lines} (a write cut short by a crash or a power cut): left out"
+        )
+    return held.statements
+
+
+def _sequences(statements: list[witness.Statement]) -> str:
+    listed = ", ".join(f"#{s.sequence}" for s in statements[:10])
+    return listed + (f" and {len(statements) - 10} more" if len(statements) > 10 else "")
+
+
+def _check_witness(
+    found: WitnessReport,
+    witnessed: list[witness.Statement],
+    checkpoints: list[AuditCheckpoint],
+    walked: Walk,
+    seen: dict[int, str],
+    signatures: _Signatures,
+) -> None:
+    """Compare the log with the checkpoints witnessed outside the database; findings go into `found`.
+
+    Only checkpoints the instance key signed are believed: each one that is not is reported. Every other kind of
+    finding is reported once, naming the first checkpoint it concerns (and listing the others)."""
+    path = settings.AUDIT_WITNESS_FILE
+    if not found.present:
+        witnessed_in_database = sum(1 for checkpoint in checkpoints if checkpoint.witnessed)
+        if witnessed_in_database:
+            found.problems.append(
+                Problem(
+                    None,
+                    f"the witness file {path} is missing, but {witnessed_in_database} checkpoint(s) in the database "
+                    "were witnessed to it (it was deleted or moved; VIGILUS_AUDIT_WITNESS_FILE names it)",
+                    Finding.WITNESS_MISSING,
+                )
+            )
+        elif checkpoints:
+            found.notes.append(
+                f"the log has never been witnessed outside the database: its {len(checkpoints)} checkpoint(s) "
+                "predate the witness file; the next checkpoint (`manage.py audit checkpoint`) is witnessed"
+            )
+        return
+    found.checkpoints = len(witnessed)
+    found.latest = max((s.sequence for s in witnessed), default=None)
+    trusted = []
+    for statement in sorted(witnessed, key=lambda s: (s.sequence, s.line)):
+        what = f"the checkpoint at #{statement.sequence} on line {statement.line} of the witness file"
+        if problem := signatures.problem(statement, what):
+            found.problems.append(Problem(statement.sequence, problem, Finding.BAD_SIGNATURE))
+        else:
+            trusted.append(statement)
+    last = walked.last_sequence
+    beyond = [s for s in trusted if s.sequence > last]
+    if beyond and walked.problem is None:  # a broken chain already ends the walk early
+        newest = beyond[-1]
+        found.problems.append(
+            Problem(
+                last + 1,
+                f"missing: the log ends at #{last} but the checkpoint witnessed outside the database at "
+                f"{newest.created_at} covers #{newest.sequence} (the tail was cut off)",
+                Finding.CUT_TAIL,
+            )
+        )
+    differ = [s for s in trusted if s.sequence <= last and seen.get(s.sequence) != s.hash]
+    if differ:
+        found.problems.append(
+            Problem(
+                differ[0].sequence,
+                f"its hash differs from the checkpoint witnessed outside the database at {differ[0].created_at} "
+                f"(the log was rewritten; witnessed checkpoints that differ: {_sequences(differ)})",
+                Finding.REWRITTEN,
+            )
+        )
+    in_database = {witness.Statement.of(checkpoint).key for checkpoint in checkpoints}
+    gone = [s for s in trusted if s.key not in in_database]
+    if gone:
+        found.problems.append(
+            Problem(
+                gone[0].sequence,
+                f"the checkpoint witnessed outside the database at {gone[0].created_at} is missing from the database "
+                f"(deleted; witnessed checkpoints missing: {_sequences(gone)})",
+                Finding.CHECKPOINT_MISSING,
+            )
+        )
 
 
 # --- reading and export ----------------------------------------------------------------------------

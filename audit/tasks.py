@@ -1,4 +1,5 @@
-"""Celery wrappers for the audit log (beat takes a checkpoint every hour)."""
+"""Celery wrappers for the audit log: beat takes a checkpoint every hour, and record() asks for one after every
+settings.AUDIT_CHECKPOINT_EVERY entries."""
 
 from __future__ import annotations
 
@@ -9,6 +10,6 @@ from audit import services
 
 @shared_task(name="audit.tasks.take_checkpoint", ignore_result=True)
 def take_checkpoint() -> int | None:
-    """Sign the log's newest entry; returns the checkpoint's sequence (None for an empty log)."""
+    """Sign the log's newest entry and witness it; returns the checkpoint's sequence (None for an empty log)."""
     checkpoint = services.take_checkpoint()
     return checkpoint.sequence if checkpoint else None

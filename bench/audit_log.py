@@ -11,8 +11,10 @@ VIGILUS_BENCH_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres), in
   process append at once): WRITERS processes, each with its own connection, appending one commit per
   entry at the same time; wall time from the start signal until the last one finishes. The chain stays
   one chain (the head lock serialises the appends; the bench verifies it afterwards);
-- verify: `audit.services.verify_log()` over a valid chain of V entries (written in bulk), and the
-  figure extrapolated to a million entries;
+- verify: `audit.services.verify_log()` over a valid chain of V entries (written in bulk), witnessed as an
+  installation's log is (a signed checkpoint every VIGILUS_AUDIT_CHECKPOINT_EVERY entries, default 1000, in the
+  database and in the witness file outside it: verify checks every signature and compares the chain with both),
+  and the figure extrapolated to a million entries;
 - the Audit page over those V entries: `keyset_page(search(...))` as the page's view calls it, for the
   newest page and for a page deep in the log (starting at an entry 99% of the way back), unfiltered and
   filtered by tool (one of five), decision (1 entry in 100 is "denied"), run (20 entries each) and a time
@@ -26,6 +28,7 @@ page in milliseconds however deep (keyset pagination: no OFFSET, no COUNT).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import statistics
@@ -177,21 +180,27 @@ def concurrent(n: int, writers: int, offset: int) -> dict[str, float]:
     return results
 
 
-def build_chain(total: int) -> None:
-    """A valid chain of `total` entries after the ones already there, written in bulk (no record())."""
+def build_chain(total: int, every: int) -> int:
+    """A valid chain of `total` entries after the ones already there, written in bulk (no record()), with a signed
+    checkpoint every `every` entries, in the database and in the witness file, as record() and the worker leave
+    them. Returns the number of checkpoints made."""
     from datetime import timedelta
 
+    from django.conf import settings
     from django.db import transaction
     from django.utils import timezone
 
     from audit.chain import entry_hash
-    from audit.models import AuditEntry, ChainHead
-    from audit.services import _columns
+    from audit.models import AuditCheckpoint, AuditEntry, ChainHead
+    from audit.services import _columns, instance_keys, signing_payload
+    from audit.witness import Statement
 
     head = ChainHead.objects.get(pk=1)
     sequence, previous = head.sequence, head.hash
     start = timezone.now()
     target = sequence + total
+    private, _public, key_id = instance_keys()
+    checkpoints: list[AuditCheckpoint] = []
     while sequence < target:
         batch = []
         for _ in range(min(5000, target - sequence)):
@@ -205,9 +214,26 @@ def build_chain(total: int) -> None:
             }
             previous = entry_hash(content)
             batch.append(AuditEntry(**content, hash=previous))
+            if sequence % every == 0:
+                created_at = content["time"] + timedelta(microseconds=1)
+                signature = private.sign(signing_payload(sequence, previous, created_at))
+                checkpoints.append(
+                    AuditCheckpoint(
+                        sequence=sequence,
+                        hash=previous,
+                        created_at=created_at,
+                        key_id=key_id,
+                        signature=base64.b64encode(signature).decode(),
+                        witnessed=True,
+                    )
+                )
         with transaction.atomic():
             AuditEntry.objects.bulk_create(batch)
     ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
+    AuditCheckpoint.objects.bulk_create(checkpoints)
+    with open(settings.AUDIT_WITNESS_FILE, "a") as witness:
+        witness.writelines(Statement.of(checkpoint).as_line() for checkpoint in checkpoints)
+    return len(checkpoints)
 
 
 PAGE_FILTERS = ("unfiltered", "tool", "decision", "run", "time window")
@@ -267,6 +293,7 @@ def child(vendor: str, n: int, v: int) -> dict[str, Any]:
 
     django.setup()
     logging.disable(logging.CRITICAL)  # record() logs every entry at INFO
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
@@ -291,11 +318,15 @@ def child(vendor: str, n: int, v: int) -> dict[str, Any]:
         result.update(concurrent(n, writers, offset))
         offset += n + writers
     existing = AuditEntry.objects.count()
-    build_chain(v - existing)
+    witnessed = build_chain(v - existing, settings.AUDIT_CHECKPOINT_EVERY or 1000)
     report = verify_log()
     assert report.ok, str(report.problem)
+    assert report.witness.checkpoints == witnessed, report.witness
     result.update(
-        verify_entries=report.entries, verify_seconds=report.seconds, verify_rate=rate(report.entries, report.seconds)
+        verify_entries=report.entries,
+        verify_seconds=report.seconds,
+        verify_rate=rate(report.entries, report.seconds),
+        verify_witnessed=report.witness.checkpoints,
     )
     result.update(page_timings(report.entries))
     return result
@@ -344,7 +375,8 @@ def main(argv: list[str]) -> None:
                 (f"plain insert, {w} writers  /s", f"plain_writers_{w}"),
             )
         ),
-        ("verify entries/s", "verify_rate"),
+        ("verify entries/s, with the witness", "verify_rate"),
+        ("  witnessed checkpoints checked", "verify_witnessed"),
     ]
     for label, key in rows:
         print(f"{label:34}" + "".join(f"{r[key]:>22,.0f}" for r in results))

@@ -1,5 +1,6 @@
 """Fixtures for the audit tests. `audit_log_flushable` (tests/audit/flushing.py) lets Django's flush
-between transactional tests empty the append-only tables when this folder runs on its own."""
+between transactional tests empty the append-only tables, and `audit_witness_file_per_test` gives each
+test a log without witnessed checkpoints, when this folder runs on its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from django.db import connection
 
 from audit import triggers
-from tests.audit.flushing import audit_log_flushable  # noqa: F401 - autouse, session-wide
+from tests.audit.flushing import audit_log_flushable, audit_witness_file_per_test  # noqa: F401 - autouse
 
 
 @contextmanager

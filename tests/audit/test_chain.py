@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, migrations, transaction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -213,17 +213,100 @@ def test_emptying_the_table_at_once_is_refused() -> None:
     assert AuditEntry.objects.count() == 1
 
 
-def test_maintenance_lets_delete_through_only_inside_its_block() -> None:
+# The session switch earlier versions had: PostgreSQL's trigger function let DELETE/TRUNCATE through when the session
+# had set vigilus.audit_maintenance = 'on'; SQLite's DELETE triggers did while the connection had a TEMP table
+# audit_maintenance. Any connection can do either.
+OLD_PG_FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {triggers.PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'TRUNCATE')
+       AND coalesce(current_setting('vigilus.audit_maintenance', true), '') = 'on' THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+"""
+OLD_SQLITE_DELETE_TRIGGER = (
+    "CREATE TRIGGER audit_auditentry_no_delete BEFORE DELETE ON audit_auditentry WHEN NOT EXISTS "
+    "(SELECT 1 FROM pragma_table_list WHERE schema = 'temp' AND name = 'audit_maintenance') "
+    "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+)
+
+
+def _switch_on_and_delete(sql: str) -> None:
+    """What any connection could do to get past the earlier triggers: switch maintenance on, then delete."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT set_config('vigilus.audit_maintenance', 'on', true)")
+        else:
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS audit_maintenance (on_purpose INTEGER)")
+        cursor.execute(sql)
+
+
+def _emptying_statements() -> list[str]:
+    statements = ["DELETE FROM audit_auditentry WHERE sequence = 2", "DELETE FROM audit_auditcheckpoint"]
+    return statements + (["TRUNCATE audit_auditentry"] if connection.vendor == "postgresql" else [])
+
+
+def test_no_session_can_switch_the_triggers_off() -> None:
+    """`set_config('vigilus.audit_maintenance', 'on', true); DELETE ...` (SQLite: a TEMP table audit_maintenance)
+    is refused like any other DELETE: the triggers have no switch."""
     record("x")
     record("y")
-    with triggers.maintenance(), connection.cursor() as cursor:
-        cursor.execute("DELETE FROM audit_auditentry WHERE sequence = 2")
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-            cursor.execute("UPDATE audit_auditentry SET event = 'z'")  # never UPDATE, not even then
-    assert AuditEntry.objects.count() == 1
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("DELETE FROM audit_auditentry")
-    assert AuditEntry.objects.count() == 1
+    services.take_checkpoint()
+    for sql in _emptying_statements():
+        with pytest.raises(DatabaseError, match="append-only"):
+            _switch_on_and_delete(sql)
+    assert AuditEntry.objects.count() == 2 and AuditCheckpoint.objects.count() == 1
+    assert verify_log().ok
+
+
+if connection.vendor == "postgresql":  # collected in the PostgreSQL pass only (SQLite has no such setting)
+
+    def test_a_replica_session_does_not_skip_the_triggers_on_postgresql() -> None:
+        """`session_replication_role = replica` (a superuser may set it for its own session, as the test database's
+        role is) skips ordinary triggers; the audit triggers fire ALWAYS."""
+        record("x")
+        record("y")
+        services.take_checkpoint()
+        for sql in _emptying_statements():
+            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as c:
+                c.execute("SELECT set_config('session_replication_role', 'replica', true)")
+                c.execute(sql)
+        assert AuditEntry.objects.count() == 2 and AuditCheckpoint.objects.count() == 1 and verify_log().ok
+
+
+def test_the_migration_takes_the_switch_away_from_a_database_that_had_it() -> None:
+    """An installation from before migration 0003 has triggers that let a switched-on session delete; the migration
+    installs them again, without the switch."""
+    from importlib import import_module
+    from types import SimpleNamespace
+
+    from django.apps import apps
+
+    record("x")
+    record("y")
+    with connection.cursor() as cursor:  # the triggers as the earlier version installed them
+        if connection.vendor == "postgresql":
+            cursor.execute(OLD_PG_FUNCTION_SQL)
+        else:
+            cursor.execute("DROP TRIGGER audit_auditentry_no_delete")
+            cursor.execute(OLD_SQLITE_DELETE_TRIGGER)
+    with transaction.atomic():
+        _switch_on_and_delete("DELETE FROM audit_auditentry WHERE sequence = 2")  # it worked then
+        assert AuditEntry.objects.count() == 1
+        transaction.set_rollback(True)
+    migration = import_module("audit.migrations.0003_witnessed_checkpoints_no_bypass").Migration
+    (reinstall,) = [op for op in migration.operations if isinstance(op, migrations.RunPython)]
+    reinstall.code(apps, SimpleNamespace(connection=connection))  # what `migrate` runs (schema_editor.connection)
+    with pytest.raises(DatabaseError, match="append-only"):
+        _switch_on_and_delete("DELETE FROM audit_auditentry WHERE sequence = 2")
+    assert AuditEntry.objects.count() == 2 and triggers.missing(connection) == []
 
 
 def test_the_fast_canonical_row_is_the_canonical_json_of_the_entry() -> None:

@@ -56,3 +56,23 @@ def test_install_triggers_puts_a_dropped_trigger_back_and_says_so(admin_user) ->
     out = StringIO()
     call_command("audit", "install-triggers", stdout=out)
     assert "Every trigger was in place." in out.getvalue()
+
+
+def settings_errors() -> list[checks.CheckMessage]:
+    return [m for m in checks.run_checks() if m.id in ("audit.E003", "audit.E004")]
+
+
+def test_the_audit_settings_are_checked_and_a_bad_witness_url_is_named_without_its_secrets(settings) -> None:
+    assert settings_errors() == []
+    settings.AUDIT_CHECKPOINT_EVERY = -5
+    settings.AUDIT_WITNESS_URLS = (
+        "https://witness.example.org/hook?token=7c1d9e2f4a6b8c0d ntfy://private-topic-8a7b6c5d "
+        "nosuchscheme://4f3e2d1c0b9a8f7e@example.org/x, http:///no-host"
+    )
+    errors = settings_errors()
+    assert [e.id for e in errors] == ["audit.E003", "audit.E004", "audit.E004"]
+    assert "VIGILUS_AUDIT_CHECKPOINT_EVERY is -5" in errors[0].msg
+    assert "outside witness 3 in VIGILUS_AUDIT_WITNESS_URLS (nosuchscheme://example.org)" in errors[1].msg
+    assert "outside witness 4" in errors[2].msg and "it has no host" in errors[2].msg
+    shown = " ".join(e.msg + (e.hint or "") for e in errors)
+    assert "4f3e2d1c0b9a8f7e" not in shown and "7c1d9e2f4a6b8c0d" not in shown

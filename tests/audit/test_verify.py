@@ -1,7 +1,7 @@
 """`audit verify` catches an edited, deleted, inserted or reordered row, and a cut-off tail.
 
 To tamper, the tests act as an attacker with write access to the database: they drop the triggers
-(and put them back) or use the maintenance switch that lets DELETE through.
+(and put them back). What the witness outside the database catches is in test_witness.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit import services, triggers
+from audit import services
 from audit.chain import entry_hash
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
 from audit.services import record, take_checkpoint, verify_log
@@ -67,13 +67,13 @@ def test_an_edited_row_with_its_hash_recomputed_breaks_the_next_link(log: list[A
 
 
 def test_a_deleted_row_is_caught(log: list[AuditEntry]) -> None:
-    with triggers.maintenance():
+    with tampering():
         sql("DELETE FROM audit_auditentry WHERE sequence = 3")
     assert problem_at() == (4, "sequence gap: entry #3 is missing before it")
 
 
 def test_a_deleted_genesis_is_caught(log: list[AuditEntry]) -> None:
-    with triggers.maintenance():
+    with tampering():
         sql("DELETE FROM audit_auditentry WHERE sequence <= 2")
     sequence, message = problem_at()
     assert sequence == 3 and "genesis" in message
@@ -101,7 +101,7 @@ def test_reordered_rows_are_caught(log: list[AuditEntry]) -> None:
 
 
 def test_a_cut_off_tail_is_caught_by_the_chain_head(log: list[AuditEntry]) -> None:
-    with triggers.maintenance():
+    with tampering():
         sql("DELETE FROM audit_auditentry WHERE sequence >= 5")
     sequence, message = problem_at()
     assert sequence == 5 and "chain head is at #6" in message
@@ -109,7 +109,7 @@ def test_a_cut_off_tail_is_caught_by_the_chain_head(log: list[AuditEntry]) -> No
 
 def test_a_cut_off_tail_with_the_head_rewound_is_caught_by_the_signed_checkpoint(log: list[AuditEntry]) -> None:
     take_checkpoint()
-    with triggers.maintenance():
+    with tampering():
         sql("DELETE FROM audit_auditentry WHERE sequence >= 5")
     ChainHead.objects.filter(pk=1).update(sequence=4, hash=log[3].hash)
     sequence, message = problem_at()
@@ -121,7 +121,7 @@ def test_a_cut_off_tail_with_the_head_rewound_is_caught_by_the_signed_checkpoint
 
 def test_a_rewritten_log_differs_from_its_checkpoint(log: list[AuditEntry]) -> None:
     take_checkpoint()
-    with triggers.maintenance():
+    with tampering():
         sql("DELETE FROM audit_auditentry WHERE sequence = 6")
     ChainHead.objects.filter(pk=1).update(sequence=5, hash=log[4].hash)
     replacement = record("tool_call.decision", actor="someone-else")  # a different #6

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from audit import services
+from audit.choices import Finding
+from audit.witness import WitnessError
 from vigilus.management.base import AreaCommand
 
 
@@ -19,12 +22,16 @@ class Command(AreaCommand):
     def add_subcommands(self) -> None:
         self.subcommand(
             "verify",
-            "Check genesis, every link and hash, sequence gaps, and the tail against the latest signed "
-            "checkpoint. Exits 1 naming the first bad entry.",
+            "Check genesis, every link and hash, sequence gaps, and the tail against the chain head, the signed "
+            "checkpoints in the database and those witnessed outside it (the witness file). Exits 1 naming every "
+            "problem found.",
             json_output=True,
         )
         self.subcommand(
-            "checkpoint", "Sign the newest entry's sequence and hash with the instance key.", json_output=True
+            "checkpoint",
+            "Sign the newest entry's sequence and hash with the instance key, and witness it outside the database "
+            "(the witness file, and the outside witnesses configured).",
+            json_output=True,
         )
         self.subcommand(
             "install-triggers",
@@ -42,23 +49,36 @@ class Command(AreaCommand):
         report = services.verify_log()
         if json:
             self.print_json(report.as_dict())
-        elif report.ok:
-            self.stdout.write(
-                f"OK: {report.entries} entries, chain intact through #{report.last_sequence} "
-                f"({report.checkpoints} checkpoints, latest at #{report.latest_checkpoint}) in {report.seconds:.2f}s"
-            )
+        else:
+            if report.ok:
+                self.stdout.write(
+                    f"OK: {report.entries} entries, chain intact through #{report.last_sequence} "
+                    f"({report.checkpoints} checkpoints, latest at #{report.latest_checkpoint}; "
+                    f"{witness_summary(report.witness)}) in {report.seconds:.2f}s"
+                )
+            for note in report.notes:
+                self.stdout.write(f"Note: {note}")
+            for problem in report.problems:
+                self.stderr.write(f"{Finding(problem.kind).label}: {problem}")
         if not report.ok:
-            raise CommandError(f"audit log verification failed at {report.problem}", returncode=1)
+            more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
+            raise CommandError(f"audit log verification failed at {report.problem}{more}", returncode=1)
 
     def handle_checkpoint(self, *, json: bool, **options: Any) -> None:
-        checkpoint = services.take_checkpoint()
+        try:
+            checkpoint = services.take_checkpoint()
+        except WitnessError as exc:
+            raise CommandError(str(exc)) from None
         if checkpoint is None:
             raise CommandError("the audit log is empty: there is nothing to sign")
         if json:
-            fields = ("sequence", "hash", "created_at", "key_id")
+            fields = ("sequence", "hash", "created_at", "key_id", "witnessed")
             self.print_json({name: getattr(checkpoint, name) for name in fields})
             return
-        self.stdout.write(f"Checkpoint at #{checkpoint.sequence} ({checkpoint.hash}), key {checkpoint.key_id}")
+        self.stdout.write(
+            f"Checkpoint at #{checkpoint.sequence} ({checkpoint.hash}), key {checkpoint.key_id}, witnessed in "
+            f"{settings.AUDIT_WITNESS_FILE}"
+        )
 
     def handle_install_triggers(self, **options: Any) -> None:
         missing = services.install_triggers(actor=self.actor(options))
@@ -74,6 +94,12 @@ class Command(AreaCommand):
         with open(output, "w", encoding="utf-8", newline="") as file:
             file.writelines(lines)
         self.stderr.write(f"Exported to {output}")
+
+
+def witness_summary(found: services.WitnessReport | None) -> str:
+    if found is None or not found.present:
+        return "no witness file"
+    return f"{found.checkpoints} witnessed outside the database, latest at #{found.latest}"
 
 
 def parse_since(value: str | None) -> datetime | None:
