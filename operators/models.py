@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -50,6 +51,10 @@ class Operator(models.Model):
         return self.name
 
 
+# A run not moving for this long, with no worker on it, says so on its page and in its JSON.
+WAITING_SHOWN_AFTER = timedelta(seconds=30)
+
+
 class Run(models.Model):
     """A task on its way through an Operator: a persisted state machine advanced by `advance_run`."""
 
@@ -94,6 +99,25 @@ class Run(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in RunStatus.finished()
+
+    @property
+    def waiting_reason(self) -> str:
+        """Why a run that is not finished is not moving, in a sentence for people ('' while a worker is on it or
+        while its next step is only moments away)."""
+        if self.finished:
+            return ""
+        if self.status == RunStatus.AWAITING_APPROVAL:
+            return "waiting for a person to approve or deny its request"
+        now = timezone.now()
+        if self.lease_owner and self.lease_until and self.lease_until > now:
+            return ""  # a worker is on it
+        if self.updated_at >= now - WAITING_SHOWN_AFTER:
+            return ""
+        since = timezone.localtime(self.updated_at).strftime("%Y-%m-%d %H:%M:%S")
+        return (
+            f"waiting for a worker since {since}: none has picked it up (is the worker running, and Redis reachable?); "
+            "it goes on by itself once one can"
+        )
 
     @property
     def duration_seconds(self) -> float | None:

@@ -121,7 +121,8 @@ def submit_task(
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    """The shape scripts rely on: id, status, operator, routing_reason, answer, tool_calls[...]."""
+    """The shape scripts rely on: id, status, operator, routing_reason, answer, error, waiting (why a run that is not
+    finished is not moving; '' while it moves), tool_calls[...]."""
     return {
         "id": run.pk,
         "status": run.status,
@@ -132,6 +133,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "started_by": run.started_by.username if run.started_by else None,
         "answer": run.answer,
         "error": run.error,
+        "waiting": run.waiting_reason,
         "steps": run.steps,
         "tokens": run.tokens,
         "cost": float(run.cost),

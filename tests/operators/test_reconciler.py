@@ -22,7 +22,7 @@ from jit import services as jit
 from jit.models import AccessRequest
 from operators.choices import OperatorJITMode, RunStatus
 from operators.models import Run
-from operators.services import submit_task
+from operators.services import run_json, submit_task
 from operators.tasks import advance_run, resume_stalled_runs
 from tests.conftest import wait_for
 from tests.fakes.llm import text, tool_call
@@ -51,7 +51,11 @@ def test_a_queued_run_whose_message_was_lost_is_sent_again(celery_worker, operat
         run = submit_task("what is up?", operator=operator())
     time.sleep(1)
     assert Run.objects.get(pk=run.pk).status == RunStatus.QUEUED
+    assert run_json(Run.objects.get(pk=run.pk))["waiting"] == ""  # moments old: its message may be on its way
     assert run.pk not in resume_stalled_runs(), "a run just submitted may still have its message in the queue"
+    lost(run)
+    waiting = run_json(Run.objects.get(pk=run.pk))["waiting"]
+    assert waiting.startswith("waiting for a worker since ") and "Redis reachable" in waiting
     lost(run)
     assert run.pk in resume_stalled_runs()
     run = finished(run)
