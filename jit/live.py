@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 from django.template.loader import render_to_string
 
 from jit.models import AccessRequest
-from vigilus.live import send_after_commit
+from vigilus.live import best_effort, send_after_commit
 from vigilus.redaction import redact
 
 APPROVALS_GROUP = "approvals"
@@ -47,4 +47,4 @@ def announce_pending() -> None:
             APPROVALS_GROUP, PendingRequests(type="approvals.pending", html=redact(html), starters=starters)
         )
 
-    transaction.on_commit(render_and_send)
+    transaction.on_commit(best_effort(render_and_send))  # it reads the cache (Redis) too

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
-from vigilus.live import send_after_commit
+from vigilus.live import best_effort, send_after_commit
 from vigilus.redaction import redact
 
 WATCHERS_TTL = 24 * 3600  # seconds: a page open longer than a day reconnects and counts again
@@ -114,4 +114,4 @@ def publish_run(run_id: int) -> None:
         )
         send_after_commit(run_group(run_id), event)
 
-    transaction.on_commit(render_and_send)
+    transaction.on_commit(best_effort(render_and_send))  # it reads the cache (Redis) too

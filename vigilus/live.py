@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from vigilus.redaction import redact
+
+logger = logging.getLogger("vigilus.live")
 
 
 class LiveHtml(TypedDict):
     type: str  # "live.html": the consumer method live_html
     html: str
+
+
+def best_effort(push: Callable[[], None]) -> Callable[[], None]:
+    """A live push that cannot reach Redis is logged and dropped, never raised: it must not fail the step of a run
+    or the request that made it (a page catches up with its next update, or a reload)."""
+
+    @functools.wraps(push)
+    def pushed() -> None:
+        try:
+            push()
+        except (RedisError, OSError) as exc:
+            logger.warning("live update not sent: Redis cannot be reached (%s)", exc)
+
+    return pushed
 
 
 def send_after_commit(group: str, event: Mapping[str, Any]) -> None:
@@ -23,7 +42,7 @@ def send_after_commit(group: str, event: Mapping[str, Any]) -> None:
     def send() -> None:
         async_to_sync(get_channel_layer().group_send)(group, dict(event))
 
-    transaction.on_commit(send)
+    transaction.on_commit(best_effort(send))
 
 
 def publish_html(group: str, html: str) -> None:

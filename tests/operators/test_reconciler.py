@@ -154,7 +154,7 @@ def test_a_task_submitted_while_redis_is_down_is_kept_and_runs_once_it_is_back(
 ) -> None:
     broker = Celery("vigilus-outage-test", set_as_current=False)
     broker.config_from_object("django.conf:settings", namespace="CELERY")
-    broker.conf.broker_url = own_redis.url
+    broker.conf.CELERY_BROKER_URL = own_redis.url  # the namespaced key: Celery 5.6 reads it first
     broker.conf.broker_connection_timeout = 1
     monkeypatch.setattr(advance_run, "delay", lambda run_id: broker.send_task(advance_run.name, args=(run_id,)))
     model.script(text("done after the outage"))

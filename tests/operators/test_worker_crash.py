@@ -125,7 +125,7 @@ def crash_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
     client.flushdb()
     broker = Celery("vigilus-crash-test", set_as_current=False)  # shared tasks elsewhere keep the real app
     broker.config_from_object("django.conf:settings", namespace="CELERY")
-    broker.conf.broker_url = url
+    broker.conf.CELERY_BROKER_URL = url  # the namespaced key: Celery 5.6 reads it before a plain broker_url
     monkeypatch.setattr(advance_run, "delay", lambda run_id: broker.send_task(advance_run.name, args=(run_id,)))
     try:
         yield broker
