@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
@@ -158,6 +159,27 @@ def resolve_actor(username: str | None) -> User:
     if user is None:
         raise ValidationError({"as": "No admin exists yet: create one with `manage.py users add NAME --role admin`."})
     return user
+
+
+@transaction.atomic
+def set_password(user: User, *, actor: Any, password: str | None = None) -> str | None:
+    """Give `user` a new password (checked by the password validators; a generated one when none is given, returned
+    then) and audit it, never the password. The user's sessions elsewhere end: Django ties them to the old hash."""
+    from django.contrib.auth.password_validation import validate_password
+
+    from audit.services import record
+
+    generated = None
+    if not password:
+        password = generated = generate_password()
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    record("user.password_set", actor=actor, target=user.username)
+    return generated
 
 
 @transaction.atomic

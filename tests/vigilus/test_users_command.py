@@ -106,3 +106,37 @@ def test_as_unknown_user_is_a_command_error() -> None:
     assert out.getvalue().strip() == "boss"
     with pytest.raises(CommandError, match="as: No active user named 'ghost'"):
         call_command(Probe(), "who", "--as", "ghost")
+
+
+def test_set_password_from_the_environment_lets_the_user_log_in_with_it_and_is_audited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audit.models import AuditEntry
+
+    run("add", "bert", "--role", "approver")
+    monkeypatch.setenv("NEW_PW", "a-new-long-passphrase-42")
+    out = run("set-password", "bert", "--password-env", "NEW_PW")
+    assert "new password" in out and "a-new-long-passphrase-42" not in out
+    assert authenticate(username="bert", password="a-new-long-passphrase-42") is not None
+    entry = AuditEntry.objects.filter(event="user.password_set").get()
+    assert entry.target == "bert" and "a-new-long-passphrase-42" not in json.dumps(entry.details)
+
+
+def test_set_password_without_env_prints_a_generated_one_once() -> None:
+    run("add", "bert", "--role", "viewer")
+    out = run("set-password", "bert")
+    (password,) = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Password (shown once)")]
+    assert authenticate(username="bert", password=password) is not None
+
+
+def test_set_password_refuses_a_weak_password_an_unset_variable_and_an_unknown_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run("add", "bert", "--role", "viewer")
+    monkeypatch.setenv("WEAK", "password")
+    with pytest.raises(CommandError, match="password: This password is too common"):
+        run("set-password", "bert", "--password-env", "WEAK")
+    with pytest.raises(CommandError, match="UNSET_VAR is not set"):
+        run("set-password", "bert", "--password-env", "UNSET_VAR")
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        run("set-password", "nobody")

@@ -97,7 +97,9 @@ class Command(BaseCommand):
         generated = ensure_first_admin(os.environ.get("VIGILUS_ADMIN_PASSWORD"))
         if generated:
             self.stdout.write(self.style.WARNING(f"First start: created user 'admin' with password {generated}"))
-            self.stdout.write(self.style.WARNING("It is shown this once; change it under Settings > Users."))
+            self.stdout.write(
+                self.style.WARNING("It is shown this once; change it with `vigilus users set-password admin`.")
+            )
         connections.close_all()
 
         env = dict(os.environ)

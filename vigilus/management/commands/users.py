@@ -1,4 +1,4 @@
-"""`manage.py users add|list|set-role|deactivate`: the people who use Vigilus and their roles."""
+"""`vigilus users add|list|set-role|set-password|deactivate`: the people who use Vigilus and their roles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from vigilus.choices import Role
 from vigilus.management.base import AreaCommand
-from vigilus.services import create_user, deactivate_user, role_of, set_role
+from vigilus.services import create_user, deactivate_user, role_of, set_password, set_role
 
 
 class Command(AreaCommand):
@@ -25,6 +25,15 @@ class Command(AreaCommand):
         set_role_parser = self.subcommand("set-role", "Change a user's role.")
         set_role_parser.add_argument("username")
         set_role_parser.add_argument("--role", required=True, choices=Role.values)
+        set_password_parser = self.subcommand(
+            "set-password",
+            "Give a user a new password (recovery: also when logins go through single sign-on). Without "
+            "--password-env one is generated and printed once.",
+        )
+        set_password_parser.add_argument("username")
+        set_password_parser.add_argument(
+            "--password-env", metavar="VAR", help="read the password from this environment variable"
+        )
         deactivate = self.subcommand("deactivate", "Stop a user from logging in (their audit history stays).")
         deactivate.add_argument("username")
 
@@ -34,13 +43,17 @@ class Command(AreaCommand):
             raise CommandError(f"No user named {username!r}.")
         return user
 
+    @staticmethod
+    def _password_from(password_env: str | None) -> str | None:
+        if not password_env:
+            return None
+        password = os.environ.get(password_env)
+        if not password:
+            raise CommandError(f"--password-env: the environment variable {password_env} is not set or empty.")
+        return password
+
     def handle_add(self, *, username: str, role: str, password_env: str | None, **options: Any) -> None:
-        password = None
-        if password_env:
-            password = os.environ.get(password_env)
-            if not password:
-                raise CommandError(f"--password-env: the environment variable {password_env} is not set or empty.")
-        user, generated = create_user(username, role=role, password=password)
+        user, generated = create_user(username, role=role, password=self._password_from(password_env))
         self.stdout.write(f"Created {role} {user.username!r}.")
         if generated:
             self.stdout.write(f"Password (shown once): {generated}")
@@ -65,6 +78,15 @@ class Command(AreaCommand):
     def handle_set_role(self, *, username: str, role: str, **options: Any) -> None:
         set_role(self._user(username), role)
         self.stdout.write(f"{username!r} is now {role}.")
+
+    def handle_set_password(self, *, username: str, password_env: str | None, **options: Any) -> None:
+        user, password = self._user(username), self._password_from(password_env)
+        # A recovery tool: it works when no admin can log in any more (the audit names --as when given).
+        actor = self.actor(options) if options.get("as_user") else "system"
+        generated = set_password(user, actor=actor, password=password)
+        self.stdout.write(f"{username!r} has a new password; their other sessions have ended.")
+        if generated:
+            self.stdout.write(f"Password (shown once): {generated}")
 
     def handle_deactivate(self, *, username: str, **options: Any) -> None:
         deactivate_user(self._user(username))
