@@ -145,7 +145,7 @@ def _test_response(
         "confirmed": confirmed,
         "can_edit": True,
     }
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         return render(request, "tools/inventory/partials/server_rows.html", context)
     if result.needs_trust or result.key_changed:
         return render(request, "tools/inventory/server_test.html", context)
@@ -304,7 +304,7 @@ def part_remove(request: HttpRequest, part: str, pk: int) -> HttpResponse:
 
 
 def _check_response(request: HttpRequest, result: inventory.CheckResult, *, element_id: str) -> HttpResponse:
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         return render(
             request, "tools/inventory/partials/check_result.html", {"result": result, "element_id": element_id}
         )
