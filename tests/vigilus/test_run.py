@@ -153,8 +153,13 @@ def test_make_run_serves_login_and_health_then_stops_cleanly_and_reuses_keys(mak
         assert response.url.endswith("/login/?next=/")
     assert 'type="password"' in page
 
+    wait_for(lambda: "Vigilus is up" in make_run.output(), timeout=20, what="the start-up banner")
     output = make_run.output()
     assert output.count("created user 'admin' with password ") == 1
+    # The password and the addresses come in a box after the processes' start-up lines, not among them.
+    box = output[output.rindex("Vigilus is up") :]
+    assert "created user 'admin' with password " in box and f"http://localhost:{make_run.port}/" in box
+    assert output.index("created user 'admin'") > output.index("Listening on")
     assert (make_run.data_dir / "redis.sock").exists(), "the embedded Redis listens in the data directory"
     keys = key_files(make_run.data_dir)
     assert sorted(keys) == ["encryption.key", "jit_signing.key", "secret.key"]
@@ -166,6 +171,7 @@ def test_make_run_serves_login_and_health_then_stops_cleanly_and_reuses_keys(mak
 
     make_run.start()
     make_run.wait_healthy()
+    wait_for(lambda: "Vigilus is up" in make_run.output(), timeout=20, what="the start-up banner")
     assert "created user 'admin'" not in make_run.output(), "the first admin is created once"
     assert key_files(make_run.data_dir) == keys
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -82,6 +86,26 @@ def command_hint() -> str:
     )
 
 
+def dashboard_urls(port: int) -> list[str]:
+    """Where a browser reaches the dashboard: localhost, then this machine's LAN addresses (IPv4, not loopback)."""
+    addresses = sorted(
+        {
+            address.address
+            for interfaces in psutil.net_if_addrs().values()
+            for address in interfaces
+            if address.family == socket.AF_INET and not address.address.startswith("127.")
+        }
+    )
+    return [f"http://{host}:{port}/" for host in ("localhost", *addresses)]
+
+
+def banner(lines: list[str]) -> str:
+    """`lines` in a box, so they stand out at the end of the start-up output."""
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
+
+
 class Command(BaseCommand):
     help = "Start Vigilus: migrate, create the first admin, then run the web server, worker and beat."
     requires_system_checks = ["staticfiles", "security", "database", "models", "urls", "templates"]
@@ -95,11 +119,6 @@ class Command(BaseCommand):
         schema.write_record(schema.applied_migrations())
         prepare_process()
         generated = ensure_first_admin(os.environ.get("VIGILUS_ADMIN_PASSWORD"))
-        if generated:
-            self.stdout.write(self.style.WARNING(f"First start: created user 'admin' with password {generated}"))
-            self.stdout.write(
-                self.style.WARNING("It is shown this once; change it with `vigilus users set-password admin`.")
-            )
         connections.close_all()
 
         env = dict(os.environ)
@@ -121,7 +140,28 @@ class Command(BaseCommand):
         if hint := command_hint():
             self.stdout.write(hint)
         self.stdout.flush()
+        # The dashboard's addresses (and a first admin's password) come last, once the web server answers, so they do
+        # not scroll away under the processes' start-up lines.
+        threading.Thread(target=self._announce_when_up, args=(generated,), name="announce", daemon=True).start()
         manager.loop()
         if settings.REDIS_EMBEDDED:
             settings.EMBEDDED_REDIS_SOCKET.unlink(missing_ok=True)
         sys.exit(manager.returncode)
+
+    def _announce_when_up(self, generated_password: str | None, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", settings.PORT), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        lines = ["Vigilus is up. Open the dashboard at:", *(f"  {url}" for url in dashboard_urls(settings.PORT))]
+        if generated_password:
+            lines += [
+                "",
+                f"First start: created user 'admin' with password {generated_password}",
+                "It is shown this once; change it with `vigilus users set-password admin`.",
+            ]
+        self.stdout.write(banner(lines))
+        self.stdout.flush()
