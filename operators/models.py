@@ -26,7 +26,9 @@ class Operator(models.Model):
     model = models.CharField(max_length=200, blank=True, help_text="Empty: the provider's default model.")
     tools = models.ManyToManyField("tools.Tool", blank=True, related_name="operators")
     ceiling = models.CharField(max_length=16, choices=Ceiling.choices, default=Ceiling.READ_ONLY)
-    jit_mode = models.CharField(max_length=16, choices=OperatorJITMode.choices, default=OperatorJITMode.INHERIT)
+    jit_mode = models.CharField(
+        "JIT mode", max_length=16, choices=OperatorJITMode.choices, default=OperatorJITMode.INHERIT
+    )
     max_steps = models.PositiveIntegerField(default=20)
     token_budget = models.PositiveIntegerField(default=200_000, help_text="Tokens per run (0: no limit).")
     cost_budget = models.DecimalField(

@@ -34,7 +34,7 @@ class MCPServer(models.Model):
     command = models.CharField(max_length=500, blank=True, help_text="stdio: the program to start.")
     args = models.JSONField(default=list, blank=True, help_text="stdio: its arguments, a JSON list.")
     env = EncryptedTextField(blank=True, help_text="stdio: extra environment, a JSON object (stored encrypted).")
-    url = models.CharField(max_length=500, blank=True, help_text="HTTP transports: the server's URL.")
+    url = models.CharField("URL", max_length=500, blank=True, help_text="HTTP transports: the server's URL.")
     headers = EncryptedTextField(blank=True, help_text="HTTP transports: headers, a JSON object (stored encrypted).")
     enabled = models.BooleanField(default=True)
     trusted = models.BooleanField(
@@ -220,13 +220,16 @@ class DockerEndpoint(models.Model):
 
     name = models.CharField(max_length=64, unique=True, validators=[inventory_name_validator])
     url = models.CharField(
+        "URL",
         max_length=500,
         help_text="unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host.",
     )
     tls_verify = models.BooleanField("verify TLS", default=True)
     tls_ca_certificate = models.TextField("TLS CA certificate", blank=True, help_text="PEM, for tcp:// with TLS.")
-    tls_client_certificate = models.TextField(blank=True, help_text="PEM client certificate, for tcp:// with TLS.")
-    tls_client_key = EncryptedTextField(blank=True, help_text="PEM client key (stored encrypted).")
+    tls_client_certificate = models.TextField(
+        "TLS client certificate", blank=True, help_text="PEM client certificate, for tcp:// with TLS."
+    )
+    tls_client_key = EncryptedTextField("TLS client key", blank=True, help_text="PEM client key (stored encrypted).")
     is_default = models.BooleanField(default=False, help_text="Used when a tool call names no endpoint.")
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
@@ -7,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from vigilus import login_throttle
 from vigilus.choices import Role
+from vigilus.crypto import SecretTextarea
 from vigilus.models import SiteSettings
 
 
@@ -63,6 +66,11 @@ class SiteSettingsForm(forms.ModelForm):
             "orchestrator_provider",
             "orchestrator_model",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # One URL per line: a box of lines, still write-only (the stored URLs are never shown back).
+        self.fields["notification_urls"].widget = SecretTextarea(attrs={"rows": 4})
 
 
 class UserCreateForm(forms.Form):

@@ -63,6 +63,7 @@ class SiteSettings(models.Model):
         "approves its own runs.",
     )
     notification_urls = EncryptedTextField(
+        "notification URLs",
         blank=True,
         help_text="Apprise URLs, one per line (ntfy://, gotifys://, tgram://, mailtos://, ...). Stored encrypted.",
     )
