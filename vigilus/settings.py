@@ -200,7 +200,9 @@ CELERY_BEAT_SCHEDULE = {
 # Every queue the project uses. A worker started without -Q consumes all of them, so the
 # Procfile's worker line never needs to repeat this list.
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = (Queue("default", routing_key="default"), Queue("tools", routing_key="tools"))
+# (A `tools` queue was declared once, and nothing was ever sent to it: tool calls run inside their run's step. A
+# queue of their own comes back with the change that routes them to it.)
+CELERY_TASK_QUEUES = (Queue("default", routing_key="default"),)
 
 # --- Audit log (README.md "Audit log"; checked by audit/checks.py) --------------------------
 # Every signed checkpoint is also appended here, outside the database, and `audit verify` checks the log against it.
