@@ -14,12 +14,14 @@ import enum
 import functools
 import json
 import logging
+import os
 import re
 import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import psutil
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -51,7 +53,16 @@ def take_lease(run_id: int, owner: str) -> bool:
     """Hold the run for `owner` (a task): False when another holder is on it and will continue it."""
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
-    return Run.objects.filter(free, pk=run_id).update(lease_owner=owner, lease_until=now + LEASE, updated_at=now) == 1
+    held = {"lease_owner": owner, "lease_until": now + LEASE, "updated_at": now}
+    if Run.objects.filter(free, pk=run_id).update(**held) == 1:
+        return True
+    # The same task redelivered after the pool process that held the run died (the OOM killer): take it over at
+    # once instead of waiting for the lease to run out. A copy delivered while its holder still lives (Redis gave
+    # an unacknowledged message back after a restart) is refused: two processes never step one run.
+    holder = Run.objects.filter(pk=run_id).values_list("lease_owner", flat=True).first()
+    if holder and _held_by_a_dead_process_of_this_task(holder, owner):
+        return Run.objects.filter(pk=run_id, lease_owner=holder).update(**held) == 1
+    return False
 
 
 def release_lease(run_id: int, owner: str) -> None:
@@ -59,10 +70,23 @@ def release_lease(run_id: int, owner: str) -> None:
 
 
 def lease_owner(hostname: str, task_id: str) -> str:
-    """The holder's name: the worker and the task, not the process. The same task redelivered after its pool process
-    died (the OOM killer) takes the run over at once instead of waiting for the lease to run out; a delivery is only
-    redelivered once its process is gone, so two live processes never hold one name."""
-    return f"{hostname}|{task_id}"
+    """The holder's name: the worker, the process and the task."""
+    return f"{hostname}|{os.getpid()}|{task_id}"
+
+
+def _held_by_a_dead_process_of_this_task(holder: str, owner: str) -> bool:
+    """Whether `holder` is this very task (same worker, same task id) in another process of this machine that is
+    gone (or a zombie its parent has not reaped yet)."""
+    held_host, _, held_rest = holder.partition("|")
+    held_pid, _, held_task = held_rest.partition("|")
+    host, _, rest = owner.partition("|")
+    pid, _, task = rest.partition("|")
+    if (held_host, held_task) != (host, task) or held_pid == pid or not held_pid.isdigit():
+        return False
+    try:
+        return psutil.Process(int(held_pid)).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def release_leases_of(hostname: str) -> list[int]:

@@ -177,3 +177,27 @@ def test_a_task_submitted_while_redis_is_down_is_kept_and_runs_once_it_is_back(
         worker.stop()
         broker.close()
     assert (run.status, run.answer) == (RunStatus.COMPLETED, "done after the outage")
+
+
+def test_a_redelivered_copy_takes_over_only_from_a_dead_process_of_the_same_task(operator, monkeypatch) -> None:
+    """Redis gives an unacknowledged message back after a restart while its task still runs: that copy must not
+    step the run too. The same task redelivered after its process died (the OOM killer) takes over at once."""
+    import os
+
+    from operators.agent import take_lease
+
+    with monkeypatch.context() as patch:
+        patch.setattr(advance_run, "delay", lambda run_id: None)
+        run = submit_task("what is up?", operator=operator())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    copy = f"w@host|{os.getpid() + 1}|task-1"  # another pool process, the same task
+    for holder, taken in [
+        (f"w@host|{os.getpid()}|task-1", False),  # the holder lives: the copy is refused
+        (f"w@host|{dead.pid}|task-2", False),  # a dead holder of another task: its lease runs out first
+        (f"w@other|{dead.pid}|task-1", False),  # another worker's process: not ours to judge
+        (f"w@host|{dead.pid}|task-1", True),  # this very task, its process gone: taken over at once
+    ]:
+        Run.objects.filter(pk=run.pk).update(lease_owner=holder, lease_until=timezone.now() + timedelta(minutes=20))
+        assert take_lease(run.pk, copy) is taken, holder
+        assert Run.objects.get(pk=run.pk).lease_owner == (copy if taken else holder)
