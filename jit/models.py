@@ -60,6 +60,21 @@ class AccessRequest(models.Model):
     def seconds_left(self) -> int:
         return max(0, int((self.expires_at - timezone.now()).total_seconds()))
 
+    @property
+    def time_left(self) -> str:
+        """The time left to decide, as a person says it: "1 h 5 min", "4 min 10 s", "45 s"."""
+        minutes, seconds = divmod(self.seconds_left, 60)
+        hours, minutes = divmod(minutes, 60)
+        if hours:
+            return f"{hours} h {minutes} min"
+        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+    @property
+    def command_line(self) -> str:
+        """The shell line a command tool asks to run (its `command` argument), shown whole; '' for other tools."""
+        command = self.arguments.get("command") if isinstance(self.arguments, dict) else None
+        return command if isinstance(command, str) else ""
+
 
 class GrantQuerySet(models.QuerySet):
     def live(self) -> GrantQuerySet:

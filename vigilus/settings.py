@@ -139,6 +139,8 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "vigilus" / "static"]
 # Static files are served by WhiteNoise straight from the source tree (no collectstatic step).
 WHITENOISE_USE_FINDERS = True
+# Files browsers ask for at the site's root (/favicon.ico), served like static files, before any login.
+WHITENOISE_ROOT = BASE_DIR / "vigilus" / "public"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

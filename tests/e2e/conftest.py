@@ -1,0 +1,151 @@
+"""Real-browser tests: Playwright for Python driving Debian's chromium (`executable_path`; Playwright's own browser
+download cannot work without the internet), against the real dashboard served by daphne (websockets included) on
+the test database, with the session's real Celery worker where runs must move.
+
+A failing test saves a screenshot of each page it opened (the path is in the failure report).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+
+from tests.conftest import PASSWORD, ROOT, VENV_BIN, process_env, wait_for
+from tests.infra.requires import require_program
+from tests.ports import free_port
+
+# Playwright's sync API runs an event loop in the test's thread; the ORM calls of the test itself are still plain
+# synchronous calls between browser steps.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1440, "height": 900}
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _real_password_hashing() -> Iterator[None]:
+    """Users log in through the dashboard's own process, which knows only the real password hashers."""
+    from django.conf import global_settings
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=global_settings.PASSWORD_HASHERS):
+        yield
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    executable = require_program("chromium", "chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard(
+    django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The dashboard as `vigilus run` serves it (daphne, HTTP and websockets), on the test database; its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    with django_db_blocker.unblock():
+        env = process_env()
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [str(VENV_BIN / "daphne"), "--bind", "127.0.0.1", "--port", str(port), "vigilus.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{url}/login/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return server.poll() is not None
+
+    try:
+        wait_for(answers, timeout=60, what="daphne to serve the login page")
+        if server.poll() is not None:
+            raise AssertionError(f"daphne exited: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+class Browsing:
+    """One person's browser context: pages they open, console errors seen, screenshots on failure."""
+
+    def __init__(self, context: object, base_url: str) -> None:
+        self.context, self.base_url = context, base_url
+        self.pages: list[object] = []
+        self.console_errors: list[str] = []
+
+    def open(self, path: str = "/") -> object:
+        page = self.pages[0] if self.pages else self.new_page()
+        page.goto(self.base_url + path)
+        return page
+
+    def new_page(self) -> object:
+        page = self.context.new_page()
+        page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
+        page.on("pageerror", lambda error: self.console_errors.append(str(error)))
+        # The console says only "Failed to load resource"; the response names it.
+        page.on(
+            "response",
+            lambda answer: answer.status >= 400 and self.console_errors.append(f"{answer.status} from {answer.url}"),
+        )
+        self.pages.append(page)
+        return page
+
+    def log_in(self, username: str, password: str = PASSWORD) -> object:
+        page = self.open("/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/login/" not in url)
+        return page
+
+
+@pytest.fixture
+def browse(
+    chromium: object, dashboard: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Browsing]]:
+    """Opens a browser context at a viewport (PHONE or DESKTOP); each is closed after the test."""
+    opened: list[Browsing] = []
+
+    def make(viewport: dict[str, int] = DESKTOP) -> Browsing:
+        browsing = Browsing(chromium.new_context(viewport=viewport, base_url=dashboard), dashboard)
+        opened.append(browsing)
+        return browsing
+
+    yield make
+    if request.node.stash.get(FAILED, False):
+        shots = tmp_path_factory.mktemp("screenshots")
+        for n, browsing in enumerate(opened):
+            for m, page in enumerate(browsing.pages):
+                page.screenshot(path=str(shots / f"{request.node.name}-{n}-{m}.png"), full_page=True)
+        print(f"screenshots of the failed test: {shots}")
+    for browsing in opened:
+        browsing.context.close()
