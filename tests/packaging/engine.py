@@ -11,6 +11,7 @@ module started is stopped by its pid and its bridge deleted.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import requests
 
 from tests.infra.requires import require_program
 
@@ -126,8 +129,82 @@ def ensure_base_image() -> None:
             raise AssertionError(f"docker import of the base failed: {imported.stderr[-1500:]}")
 
 
+def log_in(base_url: str, username: str, password: str) -> requests.Response:
+    """Log in through the dashboard's login form, as a browser does; the page it lands on."""
+    with requests.Session() as browser:
+        login = browser.get(f"{base_url}/login/", timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        return browser.post(
+            f"{base_url}/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{base_url}/login/"},
+            timeout=10,
+        )
+
+
 def build_image(tag: str, dockerfile: str, context: Path, timeout: float = 1800) -> float:
     """Build as a user does (plain `docker build`), with no registry to pull from; the seconds it took."""
     started = time.monotonic()
     docker("build", "--pull=false", "--network", "host", "-f", dockerfile, "-t", tag, ".", cwd=context, timeout=timeout)
     return time.monotonic() - started
+
+
+# --- A Debian machine booting systemd, for install.sh (tests/packaging/test_install_script.py, bench/) -------------
+
+SYSTEMD_IMAGE = "vigilus-systemd:test"
+SYSTEMD_DOCKERFILE = Path(__file__).resolve().parent / "systemd.Dockerfile"
+# pip's downloads and wheels of install.sh's runs, kept on the host between runs: a cache pip checks by hash.
+PIP_CACHE = Path.home() / ".cache" / "vigilus" / "pip-install"
+
+
+def build_systemd_image() -> str:
+    """The image of a fresh Debian 12 with systemd as PID 1 (systemd.Dockerfile), cached by the daemon."""
+    build_image(SYSTEMD_IMAGE, SYSTEMD_DOCKERFILE.name, SYSTEMD_DOCKERFILE.parent, timeout=900)
+    return SYSTEMD_IMAGE
+
+
+class SystemdMachine:
+    """A running container of SYSTEMD_IMAGE, named `name`: commands run in it as root, through `docker exec`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def exec(
+        self, *argv: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        options = [f"--env={key}={value}" for key, value in (env or {}).items()]
+        return docker("exec", *options, self.name, *argv, check=check, timeout=timeout)
+
+    def sh(self, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.exec("sh", "-c", script, check=check, timeout=timeout)
+
+
+@contextmanager
+def systemd_machine(name: str, source: Path, pip_cache: Path = PIP_CACHE) -> Iterator[SystemdMachine]:
+    """A container booting systemd (until `systemctl is-system-running` says so), on the host's network, with the
+    checkout `source` mounted read-only at /src and `pip_cache` at root's pip cache; removed afterwards.
+
+    This machine's kernel has cgroup v1 and refuses --privileged: systemd runs with CAP_SYS_ADMIN, no seccomp
+    filter, tmpfs on /run and the host's cgroup tree mounted read-only (it makes its own below its container's)."""
+    pip_cache.mkdir(parents=True, exist_ok=True)
+    docker(
+        "run", "--detach", "--name", name, "--network", "host",
+        "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        "--volume", f"{source}:/src:ro", "--volume", f"{pip_cache}:/root/.cache/pip",
+        SYSTEMD_IMAGE,
+    )  # fmt: skip
+    try:
+        machine = SystemdMachine(name)
+        # systemctl answers once systemd has its socket up (a moment after the start); --wait then waits for the boot.
+        deadline = time.monotonic() + 120
+        while True:
+            state = machine.exec("systemctl", "is-system-running", "--wait", check=False, timeout=120)
+            if state.stdout.strip() in ("running", "degraded"):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"systemd did not boot in {name}: {state.stdout}{state.stderr}")
+            time.sleep(0.5)
+        yield machine
+    finally:
+        docker("rm", "--force", "--volumes", name, check=False, timeout=120)

@@ -107,17 +107,9 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def test_the_quickstart_line_serves_the_dashboard_to_the_first_admin(container: Container) -> None:
     (password,) = PASSWORD_LINE.findall(container.logs())
-    with requests.Session() as browser:
-        login = browser.get(f"{container.url}/login/", timeout=10)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
-        answer = browser.post(
-            f"{container.url}/login/",
-            data={"username": "admin", "password": password, "csrfmiddlewaretoken": token},
-            headers={"Referer": f"{container.url}/login/"},
-            timeout=10,
-        )
-        assert answer.status_code == 200 and answer.url.rstrip("/") == container.url, answer.url
-        assert "Log out" in answer.text or "logout" in answer.text
+    answer = engine.log_in(container.url, "admin", password)
+    assert answer.status_code == 200 and answer.url.rstrip("/") == container.url, answer.url
+    assert "Log out" in answer.text
     health = json.loads(requests.get(f"{container.url}/healthz", timeout=5).text)
     assert health["status"] == "ok", health
 
