@@ -28,7 +28,6 @@ page in milliseconds however deep (keyset pagination: no OFFSET, no COUNT).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from benchlib import throwaway_postgres
+from benchlib import build_audit_chain, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -181,59 +180,15 @@ def concurrent(n: int, writers: int, offset: int) -> dict[str, float]:
 
 
 def build_chain(total: int, every: int) -> int:
-    """A valid chain of `total` entries after the ones already there, written in bulk (no record()), with a signed
-    checkpoint every `every` entries, in the database and in the witness file, as record() and the worker leave
-    them. Returns the number of checkpoints made."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.db import transaction
+    """A valid chain of `total` tool-call decision entries after the ones already there (benchlib.build_audit_chain).
+    Returns the number of checkpoints made."""
     from django.utils import timezone
 
-    from audit.chain import entry_hash
-    from audit.models import AuditCheckpoint, AuditEntry, ChainHead
-    from audit.services import _columns, instance_keys, signing_payload
-    from audit.witness import Statement
+    def entry_for(sequence: int) -> tuple[str, str, str, dict]:
+        row = fields(sequence)
+        return "tool_call.decision", row.pop("actor"), row.pop("actor_kind"), row
 
-    head = ChainHead.objects.get(pk=1)
-    sequence, previous = head.sequence, head.hash
-    start = timezone.now()
-    target = sequence + total
-    private, _public, key_id = instance_keys()
-    checkpoints: list[AuditCheckpoint] = []
-    while sequence < target:
-        batch = []
-        for _ in range(min(5000, target - sequence)):
-            sequence += 1
-            row = fields(sequence)
-            content = {
-                **_columns("tool_call.decision", row.pop("actor"), row.pop("actor_kind"), row),
-                "sequence": sequence,
-                "time": start + timedelta(microseconds=sequence),
-                "prev_hash": previous,
-            }
-            previous = entry_hash(content)
-            batch.append(AuditEntry(**content, hash=previous))
-            if sequence % every == 0:
-                created_at = content["time"] + timedelta(microseconds=1)
-                signature = private.sign(signing_payload(sequence, previous, created_at))
-                checkpoints.append(
-                    AuditCheckpoint(
-                        sequence=sequence,
-                        hash=previous,
-                        created_at=created_at,
-                        key_id=key_id,
-                        signature=base64.b64encode(signature).decode(),
-                        witnessed=True,
-                    )
-                )
-        with transaction.atomic():
-            AuditEntry.objects.bulk_create(batch)
-    ChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
-    AuditCheckpoint.objects.bulk_create(checkpoints)
-    with open(settings.AUDIT_WITNESS_FILE, "a") as witness:
-        witness.writelines(Statement.of(checkpoint).as_line() for checkpoint in checkpoints)
-    return len(checkpoints)
+    return build_audit_chain(total, every, entry_for, start=timezone.now())
 
 
 PAGE_FILTERS = ("unfiltered", "tool", "decision", "run", "time window")

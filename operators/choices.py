@@ -46,6 +46,7 @@ class TaskSource(models.TextChoices):
     COMMAND = "command", "Command line"
     SCHEDULE = "schedule", "Schedule"
     WEBHOOK = "webhook", "Webhook"
+    API = "api", "API"
 
 
 class CallStatus(models.TextChoices):

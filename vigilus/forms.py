@@ -8,7 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
 from vigilus import login_throttle
-from vigilus.choices import Role
+from vigilus.choices import Role, TokenRole
 from vigilus.crypto import SecretTextarea
 from vigilus.models import SiteSettings
 
@@ -85,3 +85,16 @@ class UserCreateForm(forms.Form):
 
 class UserRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="What it is for: ci, home-assistant, ...")
+    role = forms.ChoiceField(
+        choices=TokenRole.choices,
+        initial=TokenRole.VIEWER,
+        help_text="Viewer reads; submitter also gives tasks; approver also decides access requests. "
+        "A token never does more than you may.",
+    )
+    expires_days = forms.IntegerField(
+        label="Expires after (days)", min_value=1, max_value=3650, required=False, help_text="Empty: never."
+    )

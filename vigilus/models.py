@@ -3,8 +3,10 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from jit.choices import JITMode
+from vigilus.choices import TokenRole
 from vigilus.crypto import EncryptedTextField
 
 # Stored encrypted in the settings row; decrypting it at start proves the keys belong to this database.
@@ -80,3 +82,49 @@ class SiteSettings(models.Model):
     def clean(self) -> None:
         if self.grant_default_ttl_minutes > self.grant_max_ttl_minutes:
             raise ValidationError({"grant_default_ttl_minutes": "The default grant cannot be longer than the longest."})
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def live(self) -> ApiTokenQuerySet:
+        """Neither revoked nor expired."""
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
+
+
+class ApiToken(models.Model):
+    """A personal access token for the HTTP API. Only the SHA-256 of the token is stored: the token itself is shown
+    once, when it is made (`vigilus.services.create_token`)."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=80, help_text="What the token is for (`ci`, `home-assistant`).")
+    role = models.CharField(max_length=16, choices=TokenRole.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["user_id", "name", "-created_at"]
+        constraints = [
+            # A revoked token keeps its name in the list; a new one may take the name again.
+            models.UniqueConstraint(
+                fields=["user", "name"], condition=models.Q(revoked_at__isnull=True), name="api_token_live_name_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
+
+    @property
+    def state(self) -> str:
+        """`active`, `revoked` or `expired`, for lists."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

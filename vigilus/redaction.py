@@ -240,6 +240,9 @@ def load_known_secrets() -> int:
         count += 1
     if getattr(settings, "REDIS_URL", ""):
         remember_secrets(url_secrets(settings.REDIS_URL))
+    if getattr(settings, "METRICS_TOKEN", ""):  # Prometheus's bearer token for /metrics
+        remember_secret(settings.METRICS_TOKEN)
+        count += 1
     for model, names in encrypted_fields():
         for row in model._default_manager.values_list(*names):
             for value in row:

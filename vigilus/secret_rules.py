@@ -250,6 +250,8 @@ RULES: tuple[Rule, ...] = (
     _prefixed("Perplexity API key", "pplx-", r"[A-Za-z0-9]{20,}"),
     _prefixed("Hugging Face token", "hf_", r"[A-Za-z0-9]{30,}"),
     _prefixed("GitHub fine-grained token", "github_pat_", r"[A-Za-z0-9_]{22,}"),
+    # Vigilus's own API tokens: vgl_ and 43 URL-safe base64 characters (vigilus.services.create_token).
+    _prefixed("Vigilus API token", "vgl_", r"[A-Za-z0-9_-]{40,}"),
     Rule(
         "Stripe key",
         (re.compile(r"[sr]k_(?:live|test)_[0-9A-Za-z]{10,}"), re.compile(r"whsec_[A-Za-z0-9]{20,}")),

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group, User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from vigilus.choices import Role
-from vigilus.models import KEY_CHECK_VALUE, SiteSettings
+from vigilus.choices import Role, TokenRole
+from vigilus.models import KEY_CHECK_VALUE, ApiToken, SiteSettings
 from vigilus.redaction import load_known_secrets
 
 logger = logging.getLogger("vigilus")
@@ -187,6 +190,100 @@ def deactivate_user(user: User) -> User:
     user.is_active = False
     user.save(update_fields=["is_active"])
     return user
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+# Every token starts with this, so people and the redaction rules (vigilus.secret_rules) recognise one.
+TOKEN_PREFIX = "vgl_"  # noqa: S105 - a prefix, not a secret
+TOKEN_MAX_DAYS = 3650
+# `last_used_at` is written at most this often per token: a script polling a run does not write on every request.
+TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+token_logger = logging.getLogger("vigilus.api")
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a token: its SHA-256 (the token is 256 random bits, so no slow hash is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_role(token: ApiToken) -> TokenRole | None:
+    """What the token may do now: the lower of its own role and its person's (None: nothing). Computed at each use,
+    so a person moved to a lower role takes their tokens down with them."""
+    return TokenRole(token.role).at_most(TokenRole.for_person(role_of(token.user)))
+
+
+@transaction.atomic
+def create_token(
+    user: User, *, name: str, role: TokenRole | str, expires_days: int | None = None, actor: Any = None
+) -> tuple[ApiToken, str]:
+    """A new API token of `user`'s. Returns the row and the token itself: only its hash is stored, so this is the
+    one time it can be shown."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the token a name that says what it is for (`ci`, `home-assistant`)."})
+    if len(name) > ApiToken._meta.get_field("name").max_length:
+        raise ValidationError({"name": "A token's name has at most 80 characters."})
+    try:
+        role = TokenRole(role)
+    except ValueError:
+        choices = ", ".join(TokenRole.values)
+        raise ValidationError({"role": f"Unknown role {role!r}: choose one of {choices}."}) from None
+    if expires_days is not None and not 1 <= expires_days <= TOKEN_MAX_DAYS:
+        raise ValidationError({"expires": f"A token lasts 1 to {TOKEN_MAX_DAYS} days (leave it out: no expiry)."})
+    if ApiToken.objects.filter(user=user, name=name, revoked_at__isnull=True).exists():
+        taken = f"{user.username} already has a token named {name!r}: revoke it or pick another name."
+        raise ValidationError({"name": taken})
+    clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+    token = ApiToken.objects.create(
+        user=user, name=name, role=role, token_hash=token_hash(clear), expires_at=expires_at
+    )
+    from audit.services import record
+
+    record(
+        "token.created",
+        actor=actor or user,
+        actor_kind="user",
+        target=name,
+        owner=user.username,
+        role=role.value,
+        expires_at=expires_at.isoformat() if expires_at else None,
+    )
+    return token, clear
+
+
+@transaction.atomic
+def revoke_token(token: ApiToken, *, actor: User) -> ApiToken:
+    """Revoke a token (its owner or an admin may); the next request with it gets 401."""
+    if actor.pk != token.user_id and not is_admin(actor):
+        raise PermissionDenied(f"{actor.username} may not revoke another person's token.")
+    if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()) != 1:
+        raise ValidationError({"token": f"The token {token.name!r} was already revoked."})
+    token.refresh_from_db()
+    from audit.services import record
+
+    record("token.revoked", actor=actor, actor_kind="user", target=token.name, owner=token.user.username)
+    return token
+
+
+def authenticate_token(clear: str) -> ApiToken | None:
+    """The live token of an active person that `clear` is, or None (unknown, revoked, expired). Notes the use in
+    `last_used_at`; the API audits each request that changes something, naming the token."""
+    if not clear.startswith(TOKEN_PREFIX):
+        return None
+    token = ApiToken.objects.select_related("user").filter(token_hash=token_hash(clear)).first()
+    if token is None:
+        return None
+    if token.state != "active" or not token.user.is_active:
+        token_logger.warning("refused the %s API token %r of %s", token.state, token.name, token.user.username)
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
 
 
 # --- Key rotation ----------------------------------------------------------------------------

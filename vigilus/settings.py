@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "jit.apps.JITConfig",
     "audit.apps.AuditConfig",
     "operators.apps.OperatorsConfig",
+    "ninja",  # the API docs page's Swagger UI from its own static files, not a CDN
 ]
 
 MIDDLEWARE = [
@@ -129,6 +130,8 @@ LOGOUT_REDIRECT_URL = "login"
 # Failed logins allowed per username and per client address within the window, then refused.
 LOGIN_FAILURE_LIMIT = env.int("VIGILUS_LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW = env.int("VIGILUS_LOGIN_FAILURE_WINDOW", default=300)
+# Requests a minute per API token (per person for a dashboard session) under /api/v1/; more get 429.
+API_RATE_LIMIT = env.int("VIGILUS_API_RATE_LIMIT", default=120)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("VIGILUS_TIME_ZONE", default="UTC")
@@ -216,6 +219,11 @@ AUDIT_WITNESS_FILE = AUDIT_WITNESS_FILE.expanduser().absolute()
 AUDIT_WITNESS_URLS = env_or_file("VIGILUS_AUDIT_WITNESS_URLS") or ""
 # A checkpoint is taken after every this many entries (0: only the hourly one), besides the hourly one.
 AUDIT_CHECKPOINT_EVERY = env.int("VIGILUS_AUDIT_CHECKPOINT_EVERY", default=1000)
+
+# --- Prometheus metrics (vigilus/metrics.py) -------------------------------------------------
+# The bearer token Prometheus sends to GET /metrics (or VIGILUS_METRICS_TOKEN_FILE naming a file that holds it, as
+# Docker secrets do). Unset: /metrics answers 404.
+METRICS_TOKEN = env_or_file("VIGILUS_METRICS_TOKEN") or ""
 
 # --- Tools ---------------------------------------------------------------------------------
 # Where the built-in filesystem server may read and write (the data directory is refused anyway).

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from vigilus import views
+from vigilus import api, views
 
 # Each area's pages, mounted when its app is installed.
 AREA_URLS = [
@@ -21,11 +21,15 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
     path("health/panel/", views.health_panel, name="health-panel"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/users/", views.user_create, name="user-create"),
     path("settings/users/<int:pk>/role/", views.user_role, name="user-role"),
     path("settings/users/<int:pk>/deactivate/", views.user_deactivate, name="user-deactivate"),
+    path("settings/tokens/", views.token_create, name="token-create"),
+    path("settings/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+    path("api/v1/", api.urls()),
     *(path(prefix, include(f"{app}.urls")) for prefix, app in AREA_URLS if apps.is_installed(app)),
     path("admin/", admin.site.urls),
 ]

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from vigilus import health, services
-from vigilus.forms import SiteSettingsForm, ThrottledAuthenticationForm, UserCreateForm, UserRoleForm
+from vigilus import health, metrics, services
+from vigilus.forms import (
+    ApiTokenForm,
+    SiteSettingsForm,
+    ThrottledAuthenticationForm,
+    UserCreateForm,
+    UserRoleForm,
+    add_service_errors,
+)
+from vigilus.models import ApiToken
 from vigilus.permissions import admin_required
 
 
@@ -35,6 +44,32 @@ class LoginView(auth_views.LoginView):
 def healthz(request: HttpRequest) -> JsonResponse:
     healthy, body = health.report()
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@login_not_required  # Prometheus logs in with its own bearer token, checked here
+@never_cache
+@require_GET
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """GET /metrics for Prometheus: 404 while no token is configured, 401 without the right bearer token."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        raise Http404("Metrics are off: set VIGILUS_METRICS_TOKEN (or VIGILUS_METRICS_TOKEN_FILE) to turn them on.")
+    presented = metrics.presented_token(request.headers.get("Authorization", ""))
+    if not metrics.token_matches(presented, expected):
+        challenge, message = (
+            'Bearer realm="vigilus metrics"',
+            "A bearer token is required: `Authorization: Bearer TOKEN`.",
+        )
+        if presented:  # RFC 6750: a token was sent and refused
+            challenge, message = challenge + ', error="invalid_token"', "The bearer token is not the metrics token."
+        return HttpResponse(
+            message + "\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+            headers={"WWW-Authenticate": challenge},
+        )
+    body, content_type = metrics.exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 @require_GET
@@ -62,15 +97,63 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             services.update_site_settings(actor=request.user, **changes)
             messages.success(request, "Settings saved.")
             return redirect("settings")
+    return render(request, "vigilus/settings.html", _settings_context(request, form=form, can_edit=can_edit))
+
+
+def _settings_context(request: HttpRequest, **extra: object) -> dict[str, object]:
     users = User.objects.order_by("username").prefetch_related("groups")
-    context = {
-        "form": form,
-        "can_edit": can_edit,
+    tokens = ApiToken.objects.filter(user_id=request.user.pk).select_related("user").order_by("revoked_at", "name")
+    context: dict[str, object] = {
         "users": [(user, services.role_of(user)) for user in users],
         "user_form": UserCreateForm(),
         "role_form": UserRoleForm(),
+        "tokens": [(token, services.token_role(token)) for token in tokens],
+        "token_form": ApiTokenForm(),
     }
-    return render(request, "vigilus/settings.html", context)
+    context.update(extra)
+    return context
+
+
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    """Make an API token of the logged-in person's. The page is rendered here, not redirected to: the token is shown
+    this once, and a message would keep it in the session table."""
+    form = ApiTokenForm(request.POST)
+    new_token = None
+    if form.is_valid():
+        try:
+            token, clear = services.create_token(
+                request.user,
+                name=form.cleaned_data["name"],
+                role=form.cleaned_data["role"],
+                expires_days=form.cleaned_data["expires_days"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            new_token = {"name": token.name, "value": clear}
+            form = ApiTokenForm()
+    row = services.site_settings()
+    can_edit = services.is_admin(request.user)
+    context = _settings_context(
+        request, form=SiteSettingsForm(instance=row), can_edit=can_edit, token_form=form, new_token=new_token
+    )
+    response = render(request, "vigilus/settings.html", context)
+    response["Cache-Control"] = "no-store"  # the token must not stay in a cache
+    return response
+
+
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke one of the person's own tokens (an admin may revoke anyone's; `tokens revoke` does it by name)."""
+    token = get_object_or_404(ApiToken, pk=pk)
+    try:
+        services.revoke_token(token, actor=request.user)  # PermissionDenied (403) for another person's token
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Revoked the token {token.name}.")
+    return redirect("settings")
 
 
 @require_POST

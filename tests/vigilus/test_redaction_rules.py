@@ -21,6 +21,7 @@ def fake(prefix: str, length: int, alphabet: str = string.ascii_letters + string
 
 HEX = "0123456789abcdef"
 UPPER = string.ascii_uppercase + string.digits
+URLSAFE = string.ascii_letters + string.digits + "-_"
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJuYXMwMSIsImV4cCI6MTcwMDAwMDAwMH0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 PEM = (
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAexample0key0material0only0for0tests\n"
@@ -234,6 +235,13 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
     "GitHub fine-grained token": (
         [(f"gh {fake('github_pat_', 82)}", f"gh {M}")],
         ["github_pat_example", "github_pat_ tokens"],
+    ),
+    "Vigilus API token": (
+        [
+            (f"curl -H 'X: {fake('vgl_', 43, URLSAFE)}' api", f"curl -H 'X: {M}' api"),
+            (f"token={fake('vgl_', 43)}", f"token={M}"),
+        ],
+        ["vgl_token docs", "the vgl_ prefix", f"x{fake('vgl_', 43)}", "vgl_short-0123"],
     ),
     "Stripe key": (
         [

@@ -32,10 +32,13 @@ ANONYMOUS_URL_NAMES = frozenset(
         "admin:login",  # the Django admin's own login page
         "healthz",  # liveness for Docker and monitoring
         "webhook-receive",  # inbound alerts: refused (403) without the webhook's own token
+        "metrics",  # Prometheus: refused (401) without its own bearer token, 404 while none is configured
     }
 )
 # Static files are served by WhiteNoise before URL resolution; they carry no secrets.
 ANONYMOUS_PATH_PREFIXES = ("/static/",)
+# The HTTP API answers 401 itself (a login redirect means nothing to a script): anything else there is a leak.
+API_PREFIX = "/api/"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,12 @@ def anonymous_leaks(urlconf: object = None) -> list[str]:
             continue
         for method in ("get", "post"):
             response = getattr(client, method)(endpoint.url)
+            if endpoint.url.startswith(API_PREFIX):
+                if response.status_code != 401:
+                    problems.append(
+                        f"{method.upper()} {endpoint.url} ({endpoint.name}) answered {response.status_code}"
+                    )
+                continue
             if _is_login_redirect(response, dashboard_login, endpoint.url):
                 continue
             if endpoint.is_admin and (
@@ -153,6 +162,26 @@ def test_the_walk_covers_the_dashboard_and_the_admin(db: None) -> None:
     assert {"home", "settings", "user-create", "user-role", "user-deactivate", "health-panel", "logout"} <= names
     assert {"admin:index", "admin:auth_user_change", "admin:view_on_site", "admin:app_list"} <= names
     assert "/settings/users/1/role/" in {e.url for e in found}
+
+
+def test_the_walk_covers_the_api(db: None) -> None:
+    """Every endpoint under /api/v1/ is walked, each answering an anonymous client 401 (never 200, never a redirect)."""
+    found, _ = endpoints()
+    api = {e.name for e in found if e.url.startswith(API_PREFIX)}
+    assert {
+        "api:submit_task",
+        "api:get_run",
+        "api:list_runs",
+        "api:list_requests",
+        "api:approve_request",
+        "api:deny_request",
+        "api:list_operators",
+        "api:list_tools",
+        "api:list_providers",
+        "api:openapi-json",
+        "api:openapi-view",
+    } <= api
+    assert "/api/v1/runs/1" in {e.url for e in found}
 
 
 def test_every_allow_listed_name_exists() -> None:
