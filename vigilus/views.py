@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from vigilus import health, metrics, services
+from vigilus import health, metrics, overview, services
 from vigilus.forms import (
     ApiTokenForm,
     SiteSettingsForm,
@@ -74,7 +74,7 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "vigilus/home.html")
+    return render(request, "vigilus/home.html", {"overview": overview.build(request.user)})
 
 
 @never_cache
