@@ -13,15 +13,23 @@ process that dies (the OOM killer takes the worker) must not take the others dow
 - SIGTERM, SIGINT or SIGHUP (`docker stop`, `systemctl stop`, Ctrl-C, a closed terminal) stop everything: SIGTERM
   to each group (the processes marked `stops_last`, the Redis the others talk to, once the others are gone), then
   SIGKILL to whatever is left after the stop timeout. `run()` then returns 0: a requested stop is a clean stop.
+
+Once it has migrated, `vigilus run` becomes this module (`main`): it execs a fresh `python -P vigilus/supervisor.py
+--plan-fd N`, which imports nothing of Django, Celery or Vigilus (only the standard library and psutil), so the
+process that only supervises costs ~10 MiB instead of a Django process's ~95 MiB. The plan (the processes, the
+start-up banner, files to remove at the end) arrives in an unlinked file whose descriptor is N: no secret of it
+(a first admin's password) is ever in argv or the environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -381,3 +389,53 @@ class Supervisor:
 
     def _say(self, text: str) -> None:
         self._printer.write(SYSTEM_NAME, text)
+
+
+# --- `vigilus run` after its preparation: this file run as a script ---------------------------------------------
+
+
+def announce_when_up(port: int, text: str, output: TextIO, timeout: float = 120.0) -> None:
+    """Print `text` (the dashboard's addresses, a first password) once the web server accepts connections, so it
+    comes after the processes' start-up lines instead of scrolling away under them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    output.write(text + "\n")
+    output.flush()
+
+
+def main(argv: Sequence[str]) -> int:
+    """Supervise the plan `vigilus run` wrote to the file open at `--plan-fd N`: {"processes": [{name, command, env,
+    cwd, stops_last}], "announce": {"port", "text"} or null, "remove_after": [paths]}."""
+    if len(argv) != 2 or argv[0] != "--plan-fd" or not argv[1].isdigit():
+        sys.stderr.write("usage: python -P vigilus/supervisor.py --plan-fd N (`vigilus run` starts it)\n")
+        return 2
+    with os.fdopen(int(argv[1])) as plan_file:
+        plan = json.load(plan_file)
+    specs = [
+        ProcessSpec(
+            name=process["name"],
+            command=process["command"],
+            env=process.get("env"),
+            cwd=Path(process["cwd"]) if process.get("cwd") else None,
+            stops_last=bool(process.get("stops_last")),
+        )
+        for process in plan["processes"]
+    ]
+    supervisor = Supervisor(specs, sys.stdout)
+    if announce := plan.get("announce"):
+        threading.Thread(
+            target=announce_when_up, args=(announce["port"], announce["text"], sys.stdout), daemon=True
+        ).start()
+    status = supervisor.run()
+    for path in plan.get("remove_after", []):
+        Path(path).unlink(missing_ok=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

