@@ -93,20 +93,30 @@ def generate_password() -> str:
 
 
 @transaction.atomic
-def set_role(user: User, role: Role | str) -> User:
-    """Put `user` in exactly one role group; admins also get the Django admin."""
+def set_role(user: User, role: Role | str, *, actor: Any = None) -> User:
+    """Put `user` in exactly one role group; admins also get the Django admin. Audited when a person or the command
+    line changes it (`actor`); creating a user records its role with the user instead."""
     role = Role(role)
     groups = ensure_role_groups()
     user.groups.remove(*[g for r, g in groups.items() if r != role])
     user.groups.add(groups[role])
     user.is_staff = user.is_superuser = role == Role.ADMIN
     user.save(update_fields=["is_staff", "is_superuser"])
+    if actor is not None:
+        from audit.services import record
+
+        record("user.role_set", actor=actor, target=user.username, role=role.value)
     return user
 
 
 @transaction.atomic
-def create_user(username: str, *, role: Role | str, password: str | None = None) -> tuple[User, str | None]:
-    """Create a user in `role`. Returns the user and the generated password, if none was given."""
+def create_user(
+    username: str, *, role: Role | str, password: str | None = None, actor: Any = "system"
+) -> tuple[User, str | None]:
+    """Create a user in `role`, audited as `actor`'s doing (never the password). Returns the user and the generated
+    password, if none was given."""
+    from audit.services import record
+
     try:
         role = Role(role)
     except ValueError:
@@ -124,6 +134,7 @@ def create_user(username: str, *, role: Role | str, password: str | None = None)
     user.set_password(password)
     user.save()
     set_role(user, role)
+    record("user.created", actor=actor, target=user.username, role=role.value)
     return user, generated
 
 
@@ -186,9 +197,12 @@ def set_password(user: User, *, actor: Any, password: str | None = None) -> str 
 
 
 @transaction.atomic
-def deactivate_user(user: User) -> User:
+def deactivate_user(user: User, *, actor: Any = "system") -> User:
+    from audit.services import record
+
     user.is_active = False
     user.save(update_fields=["is_active"])
+    record("user.deactivated", actor=actor, target=user.username)
     return user
 
 

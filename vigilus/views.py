@@ -163,7 +163,10 @@ def user_create(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             user, generated = services.create_user(
-                form.cleaned_data["username"], role=form.cleaned_data["role"], password=form.cleaned_data["password"]
+                form.cleaned_data["username"],
+                role=form.cleaned_data["role"],
+                password=form.cleaned_data["password"],
+                actor=request.user,
             )
         except ValidationError as exc:
             for errors in exc.message_dict.values():
@@ -184,7 +187,7 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     form = UserRoleForm(request.POST)
     if form.is_valid():
-        services.set_role(user, form.cleaned_data["role"])
+        services.set_role(user, form.cleaned_data["role"], actor=request.user)
         messages.success(request, f"{user.username} is now {form.cleaned_data['role']}.")
     return redirect("settings")
 
@@ -196,6 +199,6 @@ def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     if user == request.user:
         messages.error(request, "You cannot deactivate yourself.")
     else:
-        services.deactivate_user(user)
+        services.deactivate_user(user, actor=request.user)
         messages.success(request, f"{user.username} can no longer log in.")
     return redirect("settings")

@@ -140,3 +140,26 @@ def test_set_password_refuses_a_weak_password_an_unset_variable_and_an_unknown_u
         run("set-password", "bert", "--password-env", "UNSET_VAR")
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         run("set-password", "nobody")
+
+
+def test_adding_a_user_changing_its_role_and_deactivating_it_are_on_the_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh install's first records: who was let in, with which role, and who was shut out (never a password)."""
+    from audit.models import AuditEntry
+    from audit.services import verify_log
+
+    monkeypatch.setenv("PW", "a-long-passphrase-for-bert-7")
+    run("add", "boss", "--role", "admin")
+    run("add", "bert", "--role", "viewer", "--password-env", "PW", "--as", "boss")
+    run("set-role", "bert", "--role", "approver")
+    run("deactivate", "bert", "--as", "boss")
+    entries = [(e.event, e.actor, e.target, e.details.get("role")) for e in AuditEntry.objects.order_by("sequence")]
+    assert entries == [
+        ("user.created", "system", "boss", "admin"),
+        ("user.created", "boss", "bert", "viewer"),
+        ("user.role_set", "system", "bert", "approver"),
+        ("user.deactivated", "boss", "bert", None),
+    ]
+    assert "a-long-passphrase-for-bert-7" not in json.dumps([e.details for e in AuditEntry.objects.all()])
+    assert verify_log().ok

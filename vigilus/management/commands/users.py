@@ -43,6 +43,11 @@ class Command(AreaCommand):
             raise CommandError(f"No user named {username!r}.")
         return user
 
+    def _actor(self, options: dict[str, Any]) -> Any:
+        """Who the audit log names: --as when given, else "system" (these commands also recover a Vigilus whose
+        admins cannot log in any more, so they never require one)."""
+        return self.actor(options) if options.get("as_user") else "system"
+
     @staticmethod
     def _password_from(password_env: str | None) -> str | None:
         if not password_env:
@@ -53,7 +58,8 @@ class Command(AreaCommand):
         return password
 
     def handle_add(self, *, username: str, role: str, password_env: str | None, **options: Any) -> None:
-        user, generated = create_user(username, role=role, password=self._password_from(password_env))
+        password = self._password_from(password_env)
+        user, generated = create_user(username, role=role, password=password, actor=self._actor(options))
         self.stdout.write(f"Created {role} {user.username!r}.")
         if generated:
             self.stdout.write(f"Password (shown once): {generated}")
@@ -76,18 +82,16 @@ class Command(AreaCommand):
             self.stdout.write(f"{row['username']:<24} {row['role'] or '-':<10}{state}")
 
     def handle_set_role(self, *, username: str, role: str, **options: Any) -> None:
-        set_role(self._user(username), role)
+        set_role(self._user(username), role, actor=self._actor(options))
         self.stdout.write(f"{username!r} is now {role}.")
 
     def handle_set_password(self, *, username: str, password_env: str | None, **options: Any) -> None:
         user, password = self._user(username), self._password_from(password_env)
-        # A recovery tool: it works when no admin can log in any more (the audit names --as when given).
-        actor = self.actor(options) if options.get("as_user") else "system"
-        generated = set_password(user, actor=actor, password=password)
+        generated = set_password(user, actor=self._actor(options), password=password)
         self.stdout.write(f"{username!r} has a new password; their other sessions have ended.")
         if generated:
             self.stdout.write(f"Password (shown once): {generated}")
 
     def handle_deactivate(self, *, username: str, **options: Any) -> None:
-        deactivate_user(self._user(username))
+        deactivate_user(self._user(username), actor=self._actor(options))
         self.stdout.write(f"{username!r} can no longer log in.")
