@@ -23,6 +23,7 @@ ENV_FILE="$CONFIG_DIR/vigilus.env"
 UNIT_FILE=/etc/systemd/system/vigilus.service
 WRAPPER=/usr/local/bin/vigilus
 SERVICE_USER=vigilus
+SERVICE_HOME=/home/vigilus
 HEALTH_TIMEOUT=120
 
 say() { printf '%s\n' "$*"; }
@@ -151,9 +152,16 @@ ensure_venv() {
 ensure_user() {
   if ! id "$SERVICE_USER" >/dev/null 2>&1; then
     step "Creating the system user $SERVICE_USER"
-    useradd --system --user-group --home-dir "$DATA_DIR" --no-create-home --shell /usr/sbin/nologin \
+    useradd --system --user-group --home-dir "$SERVICE_HOME" --no-create-home --shell /usr/sbin/nologin \
       --comment "Vigilus" "$SERVICE_USER" || die "useradd $SERVICE_USER failed"
+  elif [ "$(getent passwd "$SERVICE_USER" | cut -d: -f6)" = "$DATA_DIR" ]; then
+    # An earlier install made the data directory the home: the filesystem tools' default root, which they refuse.
+    usermod --home "$SERVICE_HOME" "$SERVICE_USER" || die "usermod --home $SERVICE_HOME failed"
   fi
+  # The home is the filesystem tools' default root (VIGILUS_FILESYSTEM_ROOTS); the data directory never is.
+  mkdir -p "$SERVICE_HOME"
+  chown "$SERVICE_USER:$SERVICE_USER" "$SERVICE_HOME"
+  chmod 0750 "$SERVICE_HOME"
   mkdir -p "$DATA_DIR"
   chown "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
   chmod 0700 "$DATA_DIR"
@@ -196,7 +204,7 @@ VIGILUS_PORT=$port
 #VIGILUS_HTTPS=true
 #VIGILUS_ALLOWED_HOSTS=vigilus.example.lan
 #VIGILUS_CSRF_TRUSTED_ORIGINS=https://vigilus.example.lan
-# Directories the built-in filesystem tools may touch (default: the vigilus user's home, $DATA_DIR):
+# Directories the built-in filesystem tools may touch (default: the vigilus user's home, $SERVICE_HOME):
 #VIGILUS_FILESYSTEM_ROOTS=/srv/data
 #VIGILUS_WORKER_CONCURRENCY=2
 #VIGILUS_TIME_ZONE=UTC
@@ -460,8 +468,8 @@ uninstall() {
   step "Removing $PREFIX and $WRAPPER"
   rm -rf "$PREFIX" "$WRAPPER"
   if [ "$purge" = yes ]; then
-    step "Removing the data $DATA_DIR, the settings $CONFIG_DIR and the user $SERVICE_USER"
-    rm -rf "$DATA_DIR" "$CONFIG_DIR"
+    step "Removing the data $DATA_DIR, the settings $CONFIG_DIR and the user $SERVICE_USER (and $SERVICE_HOME)"
+    rm -rf "$DATA_DIR" "$CONFIG_DIR" "$SERVICE_HOME"
     if id "$SERVICE_USER" >/dev/null 2>&1; then
       userdel "$SERVICE_USER" || die "userdel $SERVICE_USER failed"
     fi

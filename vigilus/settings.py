@@ -56,6 +56,10 @@ JIT_SIGNING_KEY_PEM = KEYS.jit_signing_key_pem
 # --- Core -----------------------------------------------------------------------------------
 DEBUG = env.bool("VIGILUS_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("VIGILUS_ALLOWED_HOSTS", default=["*"])
+# The machine itself always reaches its own dashboard: Docker's health check, install.sh and `vigilus run` ask
+# http://127.0.0.1:PORT/healthz whatever names people use.
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS += [host for host in LOOPBACK_HOSTS if "*" not in ALLOWED_HOSTS and host not in ALLOWED_HOSTS]
 CSRF_TRUSTED_ORIGINS = env.list("VIGILUS_CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("VIGILUS_PORT", default=3000)
 # How people reach the dashboard (links in notifications).
@@ -240,6 +244,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# The health check is asked over plain HTTP on the loopback, behind the proxy that speaks HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True

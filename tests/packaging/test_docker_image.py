@@ -107,6 +107,7 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def test_the_quickstart_line_serves_the_dashboard_to_the_first_admin(container: Container) -> None:
     (password,) = PASSWORD_LINE.findall(container.logs())
+    assert "http://<this host>:3000/" in container.logs()  # not the container's own addresses
     answer = engine.log_in(container.url, "admin", password)
     assert answer.status_code == 200 and answer.url.rstrip("/") == container.url, answer.url
     assert "Log out" in answer.text

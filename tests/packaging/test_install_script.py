@@ -102,6 +102,8 @@ def test_the_data_is_the_vigilus_users_alone_and_the_code_roots(installed: Insta
     readable = machine.sh("find /var/lib/vigilus -perm /o=rwx -o -perm /g=rwx").stdout.split()
     assert readable == [], f"readable by others: {readable}"
     assert machine.exec("stat", "-c", "%a", "/var/lib/vigilus").stdout.strip() == "700"
+    # The filesystem tools' default root is the user's home, which must not be the data directory they refuse.
+    assert machine.sh("getent passwd vigilus").stdout.split(":")[5] == "/home/vigilus"
     assert {"secret.key", "encryption.key", "jit_signing.key"} <= set(installed.key_digests())
     writable_code = machine.sh(r"find /opt/vigilus ! -type l \( ! -user root -o -perm /o=w \)").stdout.split()
     assert writable_code == [], f"the service could rewrite its code: {writable_code[:10]}"

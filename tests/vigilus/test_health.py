@@ -36,3 +36,28 @@ def test_healthz_is_503_naming_workers_when_none_listens(celery_worker: str, set
     body = response.json()
     assert response.status_code == 503
     assert body["workers"] == 0 and body["down"] == ["workers"] and body["redis"] == "ok"
+
+
+def test_the_machine_itself_reaches_healthz_behind_a_proxys_settings(tmp_path, settings: object) -> None:
+    """Docker's health check and install.sh ask http://127.0.0.1:PORT/healthz: neither a host list made for the
+    proxy's name nor the HTTPS redirect may turn that into a 400 or a redirect to a TLS port nobody serves."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, process_env
+
+    code = "from django.conf import settings; import json; print(json.dumps(settings.ALLOWED_HOSTS))"
+    behind_a_proxy = process_env(
+        DJANGO_SETTINGS_MODULE="vigilus.settings", VIGILUS_ALLOWED_HOSTS="vigilus.lan", VIGILUS_HTTPS="true"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=behind_a_proxy, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    allowed = json.loads(shown.stdout)
+    assert allowed == ["vigilus.lan", "localhost", "127.0.0.1", "[::1]"]
+
+    settings.ALLOWED_HOSTS, settings.SECURE_SSL_REDIRECT = allowed, True
+    assert Client().get("/healthz", HTTP_HOST="127.0.0.1:3000").status_code in (200, 503)
+    assert Client().get("/healthz", HTTP_HOST="nas.example:3000").status_code == 400
+    assert Client().get("/login/", HTTP_HOST="vigilus.lan").status_code == 301  # everything else goes to HTTPS

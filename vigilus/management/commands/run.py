@@ -87,7 +87,10 @@ def command_hint() -> str:
 
 
 def dashboard_urls(port: int) -> list[str]:
-    """Where a browser reaches the dashboard: localhost, then this machine's LAN addresses (IPv4, not loopback)."""
+    """Where a browser reaches the dashboard: localhost, then this machine's LAN addresses (IPv4, not loopback). In
+    a container (the image sets VIGILUS_CONTAINER) those would be the container's own: the host's are unknown."""
+    if os.environ.get("VIGILUS_CONTAINER"):
+        return [f"http://<this host>:{port}/  (the host port you published: -p {port}:{port} in the Quickstart)"]
     addresses = sorted(
         {
             address.address
