@@ -27,6 +27,8 @@ urlpatterns = [
     path("settings/users/", views.user_create, name="user-create"),
     path("settings/users/<int:pk>/role/", views.user_role, name="user-role"),
     path("settings/users/<int:pk>/deactivate/", views.user_deactivate, name="user-deactivate"),
+    path("settings/users/<int:pk>/password/", views.user_password_reset, name="user-password-reset"),
+    path("account/password/", views.PasswordChangeView.as_view(), name="password-change"),
     path("settings/tokens/", views.token_create, name="token-create"),
     path("settings/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("api/v1/", api.urls()),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -133,13 +135,16 @@ def token_create(request: HttpRequest) -> HttpResponse:
         else:
             new_token = {"name": token.name, "value": clear}
             form = ApiTokenForm()
-    row = services.site_settings()
-    can_edit = services.is_admin(request.user)
-    context = _settings_context(
-        request, form=SiteSettingsForm(instance=row), can_edit=can_edit, token_form=form, new_token=new_token
-    )
+    return _settings_showing_a_secret(request, token_form=form, new_token=new_token)
+
+
+def _settings_showing_a_secret(request: HttpRequest, **extra: object) -> HttpResponse:
+    """The Settings page rendered in answer to a POST that made a secret to show once (a token, a password): not
+    redirected to, since a message would keep the secret in the session table, and never cached."""
+    form = SiteSettingsForm(instance=services.site_settings())
+    context = _settings_context(request, form=form, can_edit=services.is_admin(request.user), **extra)
     response = render(request, "vigilus/settings.html", context)
-    response["Cache-Control"] = "no-store"  # the token must not stay in a cache
+    response["Cache-Control"] = "no-store"
     return response
 
 
@@ -190,6 +195,31 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
         services.set_role(user, form.cleaned_data["role"], actor=request.user)
         messages.success(request, f"{user.username} is now {form.cleaned_data['role']}.")
     return redirect("settings")
+
+
+@require_POST
+@admin_required
+def user_password_reset(request: HttpRequest, pk: int) -> HttpResponse:
+    """An admin gives someone a new, generated password (a forgotten one), shown once on the page; the person's
+    sessions end. Audited, never the password."""
+    person = get_object_or_404(User, pk=pk)
+    generated = services.set_password(person, actor=request.user)
+    if person == request.user:
+        update_session_auth_hash(request, person)
+    return _settings_showing_a_secret(request, new_password={"username": person.username, "value": generated})
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Change your own password: the old one is asked for, the new one checked by the password validators."""
+
+    template_name = "vigilus/password_change.html"
+    success_url = reverse_lazy("settings")
+
+    def form_valid(self, form: auth_views.PasswordChangeForm) -> HttpResponse:
+        services.set_password(form.user, actor=form.user, password=form.cleaned_data["new_password1"])
+        update_session_auth_hash(self.request, form.user)  # this session stays; the others end
+        messages.success(self.request, "Your password was changed; your other sessions have ended.")
+        return redirect(self.get_success_url())
 
 
 @require_POST
