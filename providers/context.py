@@ -42,6 +42,7 @@ SERVER_TTL = 600.0  # seconds a window the server stated is trusted before askin
 UNKNOWN_TTL = 60.0  # a server that said nothing (or was down) is asked again after this
 KEEP_CHARS = 600  # what is kept of a shortened tool output: its head, where the gist usually is
 ARGUMENT_CHARS = 200  # arguments of an older call longer than this are replaced by a note
+CUT_NOTE_CHARS = 120  # room for the note that marks a cut
 
 
 @dataclass(frozen=True)
@@ -270,9 +271,17 @@ def fit(
         message = _shorten_arguments(message, model) or message
         if message is not fitted[i] and replace(i, message):
             return fitted
+    # Last, the latest step's own tool outputs (a `ps aux`, a long log): the model reads their head, marked as cut,
+    # rather than the run failing on what one read printed. The largest first, each cut by what is still over.
+    latest = [i for i in protected if fitted[i].get("role") == "tool" and isinstance(fitted[i].get("content"), str)]
+    for i in sorted(latest, key=lambda index: -sizes[index]):
+        content = fitted[i]["content"]
+        keep = max(0, len(content) - (total - budget) * BYTES_PER_TOKEN - CUT_NOTE_CHARS)
+        if keep < len(content) and replace(i, {**fitted[i], "content": _cut_text(content, keep, "tool output", model)}):
+            return fitted
     tools_note = f"; the tool schemas alone take about {estimate_tools(tools):,}" if tools else ""
     raise ContextExceeded(
         f"the conversation no longer fits {model}'s {window.tokens:,}-token context (about {total:,} tokens "
-        f"even with older tool outputs cut{tools_note}): give the model a larger context, or the Operator "
+        f"even with every tool output cut{tools_note}): give the model a larger context, or the Operator "
         "fewer tools or a smaller task"
     )

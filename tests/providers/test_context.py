@@ -91,13 +91,33 @@ def test_older_tool_outputs_are_cut_first_and_marked_the_task_and_latest_step_ke
     assert messages[3]["content"].endswith("x" * 100)  # what is stored is not touched
 
 
+def test_a_latest_output_bigger_than_the_window_is_read_in_part_not_failing_the_run(
+    make_provider: MakeProvider, llm_server: FakeLLMServer
+) -> None:
+    """A read that printed more than a small model can take (`ps aux` on a busy host): the model gets its head,
+    marked as cut, and answers; what is stored stays whole."""
+    provider = make_provider(ProviderKind.OPENAI_COMPATIBLE, default_model="llama3.1")
+    provider.context_windows = {"llama3.1": 8192}
+    provider.save()
+    messages = conversation(steps=2, output_chars=100, latest_chars=40_000)
+
+    assert client.complete(provider, messages, timeout=10).text == "done"
+
+    sent = sent_messages(llm_server)
+    latest = sent[-1]["content"]
+    assert latest.startswith(messages[-1]["content"][:1000]) and latest.endswith("were cut to fit llama3.1's context]")
+    assert 10_000 < len(latest) < 40_000
+    assert context.estimate(sent) <= 8192 - context.answer_reserve(8192)
+    assert len(messages[-1]["content"]) >= 40_000
+
+
 def test_a_conversation_that_cannot_fit_fails_with_a_plain_sentence_and_nothing_is_sent(
     make_provider: MakeProvider, llm_server: FakeLLMServer
 ) -> None:
     provider = make_provider(ProviderKind.OPENAI_COMPATIBLE, default_model="llama3.1")
     provider.context_windows = {"llama3.1": 8192}
     provider.save()
-    messages = conversation(steps=2, output_chars=100, latest_chars=40_000)  # the latest output alone is too big
+    messages = [SYSTEM, {"role": "user", "content": "check these hosts: " + "nas-01 " * 6000}]  # the task alone
 
     with pytest.raises(ContextExceeded) as raised:
         client.complete(provider, messages, timeout=10)
