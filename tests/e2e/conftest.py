@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,10 +18,6 @@ import requests
 from tests.conftest import PASSWORD, ROOT, VENV_BIN, process_env, wait_for
 from tests.infra.requires import require_program
 from tests.ports import free_port
-
-# Playwright's sync API runs an event loop in the test's thread; the ORM calls of the test itself are still plain
-# synchronous calls between browser steps.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1440, "height": 900}
@@ -47,51 +44,91 @@ def _real_password_hashing() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API is started its event loop counts as running in the
+# test thread, and every later test whose code calls async_to_sync (a live push) would fail.
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[object]:
     executable = require_program("chromium", "chromium")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+    # Playwright's sync API runs an event loop in the test's thread; the ORM calls of these tests are still plain
+    # synchronous calls between browser steps. Allowed for this package's tests only, never the rest of the suite.
+    allowed = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            yield browser
+            browser.close()
+    finally:
+        if allowed is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = allowed
+
+
+class Daphne:
+    """The dashboard as `vigilus run` serves it (daphne, HTTP and websockets) on the test database, logging to `log`.
+    Its port stays the same across stop() and start(), so pages opened on it reconnect to the restarted server."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log, self.port = env, log, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "daphne"), "--bind", "127.0.0.1", "--port", str(self.port), "vigilus.asgi:application"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        process = self.process
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"{self.url}/login/", timeout=1).status_code == 200
+            except requests.RequestException:
+                return process.poll() is not None
+
+        wait_for(answers, timeout=60, what="daphne to serve the login page")
+        if process.poll() is not None:
+            raise AssertionError(f"daphne exited: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """Stops daphne as a service manager would: SIGTERM, then SIGKILL if it has not exited within 20 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(20)
+            raise AssertionError(f"daphne ignored SIGTERM for 20 s: {self.log.read_text()[-2000:]}") from None
 
 
 @pytest.fixture(scope="session")
-def dashboard(
+def dashboard_server(
     django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """The dashboard as `vigilus run` serves it (daphne, HTTP and websockets), on the test database; its URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+) -> Iterator[Daphne]:
+    """The session's dashboard; tests read its log (`.log`) for server-side errors."""
     with django_db_blocker.unblock():
-        env = process_env()
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [str(VENV_BIN / "daphne"), "--bind", "127.0.0.1", "--port", str(port), "vigilus.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return requests.get(f"{url}/login/", timeout=1).status_code == 200
-        except requests.RequestException:
-            return server.poll() is not None
-
+        server = Daphne(process_env(), tmp_path_factory.mktemp("daphne") / "daphne.log")
     try:
-        wait_for(answers, timeout=60, what="daphne to serve the login page")
-        if server.poll() is not None:
-            raise AssertionError(f"daphne exited: {log.read_text()[-2000:]}")
-        yield url
+        server.start()
+        yield server
     finally:
-        server.terminate()
-        server.wait(20)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dashboard(dashboard_server: Daphne) -> str:
+    """The session dashboard's URL."""
+    return dashboard_server.url
 
 
 class Browsing:
@@ -135,8 +172,10 @@ def browse(
     """Opens a browser context at a viewport (PHONE or DESKTOP); each is closed after the test."""
     opened: list[Browsing] = []
 
-    def make(viewport: dict[str, int] = DESKTOP) -> Browsing:
-        browsing = Browsing(chromium.new_context(viewport=viewport, base_url=dashboard), dashboard)
+    def make(viewport: dict[str, int] = DESKTOP, server: str | None = None) -> Browsing:
+        """`server`: the URL of another dashboard than the session's (one the test stops and starts)."""
+        url = server or dashboard
+        browsing = Browsing(chromium.new_context(viewport=viewport, base_url=url), url)
         opened.append(browsing)
         return browsing
 
