@@ -31,16 +31,15 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from benchlib import build_audit_chain, throwaway_postgres
+from benchlib import build_audit_chain
+from benchlib import run_child as benchlib_run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -290,21 +289,7 @@ def child(vendor: str, n: int, v: int) -> dict[str, Any]:
 def run_child(vendor: str, n: int, v: int) -> dict[str, Any]:
     env = dict(os.environ, VIGILUS_DATA_DIR=tempfile.mkdtemp(prefix="vigilus-bench-audit-"))
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-    env.pop("DATABASE_URL", None)
-    with throwaway_postgres("vigilus_bench_audit") if vendor == "postgresql" else nullcontext() as database_url:
-        if database_url:
-            env["DATABASE_URL"] = database_url
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", vendor, str(n), str(v)],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if out.returncode:
-        raise SystemExit(f"{vendor} bench failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return benchlib_run_child(__file__, vendor, [str(n), str(v)], env, "vigilus_bench_audit")
 
 
 def main(argv: list[str]) -> None:

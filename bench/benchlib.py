@@ -127,3 +127,30 @@ def build_audit_chain(total: int, every: int, entry_for: Callable[[int], Entry],
     with open(settings.AUDIT_WITNESS_FILE, "a") as witness:
         witness.writelines(Statement.of(checkpoint).as_line() for checkpoint in checkpoints)
     return len(checkpoints)
+
+
+def run_child(script: str, vendor: str, args: list[str], env: dict[str, str], database_prefix: str) -> dict:
+    """Run `script --child vendor ARGS...` in a fresh process (on a throwaway PostgreSQL database when `vendor` is
+    postgresql, named in DATABASE_URL) and return the JSON its last line printed."""
+    import json
+    import subprocess
+    import sys
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    env = dict(env)
+    env.pop("DATABASE_URL", None)
+    with throwaway_postgres(database_prefix) if vendor == "postgresql" else nullcontext() as database_url:
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        out = subprocess.run(
+            [sys.executable, script, "--child", vendor, *args],
+            env=env,
+            cwd=Path(script).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if out.returncode:
+        raise SystemExit(f"{vendor} bench failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

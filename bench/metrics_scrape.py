@@ -22,15 +22,14 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from benchlib import build_audit_chain, percentile, throwaway_postgres, throwaway_vigilus
+from benchlib import build_audit_chain, percentile, throwaway_vigilus
+from benchlib import run_child as benchlib_run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -215,23 +214,12 @@ def child(vendor: str, database_url: str | None) -> dict[str, Any]:
 def run_child(vendor: str) -> dict[str, Any]:
     env = dict(os.environ)
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-    with throwaway_postgres("vigilus_bench_metrics") if vendor == "postgresql" else nullcontext() as database_url:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", vendor, database_url or ""],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if out.returncode:
-        raise SystemExit(f"{vendor} bench failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return benchlib_run_child(__file__, vendor, [], env, "vigilus_bench_metrics")
 
 
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "--child":
-        print(json.dumps(child(argv[1], argv[2] or None)))
+        print(json.dumps(child(argv[1], os.environ.get("DATABASE_URL"))))
         return
     results = [run_child(vendor) for vendor in argv or ["sqlite", "postgresql"]]
     first = results[0]

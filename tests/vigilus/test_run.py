@@ -130,14 +130,19 @@ class MakeRun:
         self.proc.wait(60)
 
 
-@pytest.fixture
-def make_run(tmp_path: Path, database_url: str | None) -> Iterator[MakeRun]:
-    runner = MakeRun(tmp_path / "data", database_url)
-    yield runner
+def kill_what_is_left(runner: MakeRun) -> None:
+    """After a test: the runner's process group and anything still running on its data directory, SIGKILLed."""
     if runner.proc is not None and runner.proc.poll() is None:
         os.killpg(runner.proc.pid, signal.SIGKILL)
     for pid in processes_of(runner.data_dir):
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def make_run(tmp_path: Path, database_url: str | None) -> Iterator[MakeRun]:
+    runner = MakeRun(tmp_path / "data", database_url)
+    yield runner
+    kill_what_is_left(runner)
 
 
 def key_files(data_dir: Path) -> dict[str, bytes]:

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, VENV_BIN, wait_for
-from tests.vigilus.test_run import MakeRun, database_url, healthz, processes_of  # noqa: F401 - a fixture
+from tests.vigilus.test_run import MakeRun, database_url, healthz, kill_what_is_left, processes_of  # noqa: F401 - a fixture
 from vigilus.supervisor import Backoff, ProcessSpec, Supervisor, describe_status, read_procfile, shell_line
 
 PYTHON = shlex.quote(sys.executable)
@@ -223,10 +223,7 @@ class VigilusRun(MakeRun):
 def vigilus_run(tmp_path: Path, database_url: str | None) -> Iterator[VigilusRun]:  # noqa: F811 - the fixture
     runner = VigilusRun(tmp_path / "data", database_url)
     yield runner
-    if runner.proc is not None and runner.proc.poll() is None:
-        os.killpg(runner.proc.pid, signal.SIGKILL)
-    for pid in processes_of(runner.data_dir):
-        os.kill(pid, signal.SIGKILL)
+    kill_what_is_left(runner)
 
 
 def named(pids: list[int], *words: str) -> list[psutil.Process]:
