@@ -22,6 +22,7 @@ class Decision(models.TextChoices):
     INVALID = "invalid", "Invalid arguments"
     UNAVAILABLE = "unavailable", "Tool unavailable"
     WITHDRAWN = "withdrawn", "Tool withdrawn"
+    PLANNED = "planned", "Planned (not run)"
 
 
 class Outcome(models.TextChoices):

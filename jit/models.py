@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from jit.choices import GrantScope, RequestStatus
 from tools.choices import Intent
+from vigilus import humanize
 from vigilus.crypto import EncryptedTextField
 
 
@@ -63,17 +64,12 @@ class AccessRequest(models.Model):
     @property
     def time_left(self) -> str:
         """The time left to decide, as a person says it: "1 h 5 min", "4 min 10 s", "45 s"."""
-        minutes, seconds = divmod(self.seconds_left, 60)
-        hours, minutes = divmod(minutes, 60)
-        if hours:
-            return f"{hours} h {minutes} min"
-        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+        return humanize.time_left(self.seconds_left)
 
     @property
     def command_line(self) -> str:
         """The shell line a command tool asks to run (its `command` argument), shown whole; '' for other tools."""
-        command = self.arguments.get("command") if isinstance(self.arguments, dict) else None
-        return command if isinstance(command, str) else ""
+        return humanize.command_line(self.arguments)
 
 
 class GrantQuerySet(models.QuerySet):

@@ -17,6 +17,14 @@ class NotificationFailed(RuntimeError):
 
 def notify(request: AccessRequest, link: str) -> bool:
     """Send one message about `request`. False when no URL is configured; raises NotificationFailed."""
+    title = f"Vigilus: {request.operator_name or 'someone'} asks to run {request.tool} ({request.intent})"
+    body = f"Target: {request.target or '-'}\nWhy: {request.reason or '-'}\nDecide: {link}"
+    return send(title, body, about=f"request #{request.pk}")
+
+
+def send(title: str, body: str, *, about: str) -> bool:
+    """Send one message to every notification URL. False when none is configured; raises NotificationFailed when
+    none accepted it."""
     urls = [u.strip() for u in site_settings().notification_urls.splitlines() if u.strip()]
     if not urls:
         return False
@@ -27,8 +35,6 @@ def notify(request: AccessRequest, link: str) -> bool:
     sender = apprise.Apprise()
     for url in urls:
         sender.add(url)
-    title = f"Vigilus: {request.operator_name or 'someone'} asks to run {request.tool} ({request.intent})"
-    body = f"Target: {request.target or '-'}\nWhy: {request.reason or '-'}\nDecide: {link}"
     if not sender.notify(title=title, body=body):
-        raise NotificationFailed(f"no notification URL accepted the message about request #{request.pk}")
+        raise NotificationFailed(f"no notification URL accepted the message about {about}")
     return True

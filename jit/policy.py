@@ -24,6 +24,19 @@ class Decision:
     request_id: int | None = None
 
 
+def ceiling_refusal(operator: Any, intent: Intent) -> str:
+    """Why a call of this intent is denied outright (no Operator, or above its ceiling); '' when it is not."""
+    intent = Intent(intent)
+    if intent == Intent.READ:
+        return ""
+    if operator is None:
+        return f"{intent.label} calls are made by Operators, under a grant"
+    ceiling = Ceiling(operator.ceiling)
+    if not ceiling.allows(intent):
+        return f"{intent.label} is above {operator.name}'s ceiling ({ceiling.label})"
+    return ""
+
+
 def authorize(
     *,
     operator: Any,
@@ -34,18 +47,18 @@ def authorize(
     run: Any = None,
     reason: str = "",
     force_strict: bool | Callable[[], bool] = False,
+    grant_only: bool = False,
 ) -> Decision:
-    """`force_strict` may be a callable: it is asked only when a request is raised (never for read)."""
+    """`force_strict` may be a callable: it is asked only when a request is raised (never for read).
+    `grant_only`: only a live grant allows the call (a step of an approved plan); no request is raised."""
     from jit import services
 
     intent = Intent(intent)
     if intent == Intent.READ:
         return Decision(True, "allowed", "read is always allowed")
-    if operator is None:
-        return Decision(False, "denied", f"{intent.label} calls are made by Operators, under a grant")
-    ceiling = Ceiling(operator.ceiling)
-    if not ceiling.allows(intent):
-        return Decision(False, "denied", f"{intent.label} is above {operator.name}'s ceiling ({ceiling.label})")
+    refusal = ceiling_refusal(operator, intent)
+    if refusal:
+        return Decision(False, "denied", refusal)
     arguments = arguments or {}
     digest = services.arguments_digest(arguments)
     qualified = tool.qualified_name
@@ -55,6 +68,8 @@ def authorize(
     )
     if grant is not None:
         return Decision(True, "approved", f"covered by grant #{grant.pk}", grant_id=grant.pk)
+    if grant_only:
+        return Decision(False, "denied", "no grant of the approved plan covers this exact call")
     if callable(force_strict):
         force_strict = force_strict()
     request = services.request_access(

@@ -145,31 +145,64 @@ def consume(grant: Grant, call: tokens.CallScope) -> None:
 
 
 def _issue_grant(request: AccessRequest, *, scope: str, ttl_minutes: int, granted_by: User | None, auto: bool) -> Grant:
-    now = timezone.now()
-    token_id = uuid.uuid4().hex
-    expires = now + timedelta(minutes=ttl_minutes)
-    token = tokens.issue(
-        token_id=token_id,
-        scope=scope,
-        operator_id=request.operator_id,
-        run_id=request.run_id,
-        tool=request.tool,
-        intent=request.intent,
-        target=request.target,
-        arguments_digest=request.arguments_digest,
-        issued_at=now,
-        expires_at=expires,
-    )
-    return Grant.objects.create(
-        request=request,
+    return issue_grant(
         operator_id=request.operator_id,
         operator_name=request.operator_name,
         run_id=request.run_id,
         tool=request.tool,
         intent=request.intent,
         target=request.target,
+        arguments_digest=request.arguments_digest,
         scope=scope,
-        arguments_digest=request.arguments_digest if scope == GrantScope.CALL else "",
+        ttl_minutes=ttl_minutes,
+        granted_by=granted_by,
+        auto=auto,
+        request=request,
+    )
+
+
+def issue_grant(
+    *,
+    operator_id: int | None,
+    operator_name: str,
+    run_id: int | None,
+    tool: str,
+    intent: str,
+    target: str,
+    arguments_digest: str,
+    scope: str = GrantScope.CALL,
+    ttl_minutes: int | None = None,
+    granted_by: User | None,
+    auto: bool = False,
+    request: AccessRequest | None = None,
+) -> Grant:
+    """A grant with its signed token: a single-call grant (once, for exactly these arguments of this run), or the
+    tool on the target for a while. A request's approval issues one; so does a plan's, for each approved step."""
+    now = timezone.now()
+    token_id = uuid.uuid4().hex
+    expires = now + timedelta(minutes=ttl_minutes or site_settings().grant_default_ttl_minutes)
+    token = tokens.issue(
+        token_id=token_id,
+        scope=scope,
+        operator_id=operator_id,
+        run_id=run_id,
+        tool=tool,
+        intent=intent,
+        target=target,
+        arguments_digest=arguments_digest,
+        issued_at=now,
+        expires_at=expires,
+    )
+    return Grant.objects.create(
+        request=request,
+        operator_id=operator_id,
+        operator_name=operator_name,
+        run_id=run_id,
+        tool=tool,
+        intent=intent,
+        target=target,
+        scope=scope,
+        arguments_digest=arguments_digest if scope == GrantScope.CALL else "",
         token_id=token_id,
         token=token,
         max_uses=1 if scope == GrantScope.CALL else None,

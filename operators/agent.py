@@ -28,9 +28,10 @@ from django.utils import timezone
 
 from audit.services import record
 from jit.choices import RequestStatus
-from operators.choices import CallStatus, RunStatus
+from operators import plans
+from operators.choices import CallStatus, PlanStatus, PlanStepStatus, RunStatus
 from operators.live import publish_run
-from operators.models import Run, Step, ToolCall
+from operators.models import Plan, PlanStep, Run, Step, ToolCall
 from operators.orchestrator import RoutingFailed, route
 from providers.errors import ProviderError
 from vigilus.redaction import masked_values, redact, redact_data, remember_secrets
@@ -114,7 +115,15 @@ def runs_without_a_worker() -> list[int]:
     decided = Run.objects.filter(status=RunStatus.AWAITING_APPROVAL, lease_owner="", updated_at__lt=untouched).exclude(
         tool_calls__status=CallStatus.AWAITING_APPROVAL, tool_calls__access_request__status=RequestStatus.PENDING
     )
-    return sorted({*released, *moving.values_list("pk", flat=True), *decided.values_list("pk", flat=True)})
+    decided_plans = plans.decided_while_parked().filter(lease_owner="", updated_at__lt=untouched)
+    return sorted(
+        {
+            *released,
+            *moving.values_list("pk", flat=True),
+            *decided.values_list("pk", flat=True),
+            *decided_plans.values_list("pk", flat=True),
+        }
+    )
 
 
 def release_expired_leases() -> list[int]:
@@ -164,6 +173,10 @@ def step(run_id: int, expect: Next = Next.MODEL) -> Next:
             return Next.STOP
         if run.status in (RunStatus.QUEUED, RunStatus.ROUTING):
             again = _route(run)
+        elif run.status == RunStatus.AWAITING_PLAN_APPROVAL:
+            again = _check_plan(run)
+        elif run.plan_mode and (plan := plans.latest(run)) is not None and plan.status == PlanStatus.APPROVED:
+            again = _apply_next_step(run, plan)
         else:
             call = call or _next_call(run)
             again = _advance_call(run, call) if call is not None else _call_model(run)
@@ -240,8 +253,11 @@ def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None
 
     # The answer and the error are text from a model, a tool or an exception: masked like everything stored.
     answer, error = redact(answer), redact(error)
-    _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now())
+    turns = run.turns and [*run.turns[:-1], {**run.turns[-1], "answer": answer, "status": status, "error": error}]
+    _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now(), turns=turns)
     withdraw_requests(run.pk, reason=f"the run {status}")
+    if run.plan_mode:
+        plans.withdraw(run, reason=f"the run {status}")
     for call in run.tool_calls.exclude(status=CallStatus.DONE).select_related("access_request"):
         # Calls the model asked for that will never run (no call is mid-dispatch while the lease is held).
         _record_outcome(run, call, call.access_request, outcome="not_run", decision=call.decision or status)
@@ -270,9 +286,12 @@ def _route(run: Run) -> bool:
         _finish(run, RunStatus.FAILED, error=str(exc))
         return False
     operator = chosen.operator
-    system = "\n\n".join(part for part in (operator.system_prompt.strip(), UNTRUSTED_NOTE) if part)
+    plan_mode = run.plan_mode or operator.plan_first
+    notes = (operator.system_prompt.strip(), UNTRUSTED_NOTE, plans.PLAN_NOTE if plan_mode else "")
+    system = "\n\n".join(part for part in notes if part)
     _save(
         run,
+        plan_mode=plan_mode,
         operator=operator,
         operator_name=operator.name,
         routing_reason=redact(chosen.reason),  # the orchestrator model's words
@@ -307,7 +326,8 @@ def tool_schemas(run: Run) -> list[dict[str, Any]]:
 
 def _over_budget(run: Run) -> str:
     operator = run.operator
-    if run.steps >= operator.max_steps:
+    turn_first_step = run.turns[-1].get("first_step", 0) if run.turns else 0
+    if run.steps - turn_first_step >= operator.max_steps:
         return f"stopped: reached the maximum of {operator.max_steps} model steps"
     if operator.token_budget and run.tokens >= operator.token_budget:
         return f"stopped: used {run.tokens} tokens, over the budget of {operator.token_budget}"
@@ -384,6 +404,9 @@ def _call_model(run: Run) -> bool:
             cost=run.cost + (Decimal(str(completion.cost)) if completion.cost else 0),
         )
     if not completion.tool_calls:
+        if run.plan_mode and plans.submit(run, text) is not None:
+            _save(run, status=RunStatus.AWAITING_PLAN_APPROVAL)
+            return False
         _finish(run, RunStatus.COMPLETED, answer=text)
         return False
     for call, arguments in zip(completion.tool_calls, shown, strict=True):
@@ -412,10 +435,7 @@ def _complete_call(
     untrusted: bool = False,
     duration_ms: int = 0,
 ) -> None:
-    shown = content
-    if untrusted:  # a tag of the wrapper's name inside is escaped: the output cannot end the wrapper early
-        escaped = _WRAPPER_TAG.sub(r"&lt;\1\2", content)
-        shown = f'<tool-output untrusted="true">\n{escaped}\n</tool-output>'
+    shown = _wrap_untrusted(content) if untrusted else content
     with transaction.atomic():
         ToolCall.objects.filter(pk=call.pk).update(
             status=CallStatus.DONE,
@@ -434,6 +454,13 @@ def _complete_call(
         if untrusted:
             fields["untrusted_seen"] = True
         _save(run, **fields)
+
+
+def _wrap_untrusted(content: str) -> str:
+    """Tool output as data for the model; a tag of the wrapper's name inside is escaped: the output cannot end the
+    wrapper early."""
+    escaped = _WRAPPER_TAG.sub(r"&lt;\1\2", content)
+    return f'<tool-output untrusted="true">\n{escaped}\n</tool-output>'
 
 
 def _hold_strict(run: Run) -> bool:
@@ -481,7 +508,24 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
         actor=run.operator_name,
         force_strict=functools.partial(_hold_strict, run),
         progress=functools.partial(_record_progress, run.pk, call.pk),
+        planning=run.plan_mode,
     )
+    if result.decision == "planned":
+        with transaction.atomic():
+            planned = plans.add_step(
+                run,
+                call,
+                target=result.target,
+                intent=result.intent,
+                definition_hash=result.definition_hash,
+                reason=step_text,
+            )
+            content = (
+                f"planned as step {planned.index}: not run. A person reviews the whole plan before any of it runs; "
+                "plan the remaining steps, then end your turn with a summary of the plan."
+            )
+            _complete_call(run, call, ok=True, decision=result.decision, intent=result.intent, content=content)
+        return True
     if result.decision == "pending":
         ToolCall.objects.filter(pk=call.pk).update(
             status=CallStatus.AWAITING_APPROVAL,
@@ -546,6 +590,98 @@ def _check_approval(run: Run, call: ToolCall) -> bool:
     return True
 
 
+# --- plans ---------------------------------------------------------------------------------------
+
+
+def _check_plan(run: Run) -> bool:
+    """A run parked on its plan: still waiting (or expired now), rejected (the run ends), or approved (apply)."""
+    plan = plans.latest(run)
+    if plan is not None and plan.status == PlanStatus.AWAITING_APPROVAL and plan.seconds_left <= 0:
+        plans.expire_plans()
+        plan.refresh_from_db()
+    if plan is None or plan.status == PlanStatus.REJECTED:
+        who = plan.decided_by.username if plan is not None and plan.decided_by else ""
+        reason = plan.decision_reason if plan is not None else "the plan is gone"
+        error = f"the plan was rejected by {who}: {reason}" if who else f"the plan was not approved: {reason}"
+        _finish(run, RunStatus.CANCELLED, error=error + ". Nothing in it was run.")
+        return False
+    if plan.status == PlanStatus.APPROVED:
+        _save(run, status=RunStatus.RUNNING)
+        return True
+    return False  # still waiting for a person: the decision wakes the run
+
+
+def _apply_next_step(run: Run, plan: Plan) -> bool:
+    """Run the next approved step of the plan through the gateway (under its own grant, exactly as approved); the
+    first failure stops the rest. With every step done, the model gets the results."""
+    step = plan.steps.filter(status__in=(PlanStepStatus.APPROVED, PlanStepStatus.RUNNING)).first()
+    if step is None:
+        _plan_applied(run, plan)
+        return True
+    if step.status == PlanStepStatus.RUNNING:  # a worker died while it ran: never run it again
+        _step_done(
+            plan,
+            step,
+            ok=False,
+            result="the worker stopped while this step was running; it was not run again. Check its effect.",
+        )
+        return True
+    if PlanStep.objects.filter(pk=step.pk, status=PlanStepStatus.APPROVED).update(status=PlanStepStatus.RUNNING) != 1:
+        return True  # someone else moved it; look again
+    from tools import gateway
+
+    result = gateway.execute(
+        step.tool,
+        step.tool_call.dispatch_arguments,
+        operator=run.operator,
+        run=run,
+        reason=step.reason,
+        actor=run.operator_name,
+        progress=functools.partial(_record_progress, run.pk, step.tool_call_id),
+        planned=gateway.PlannedCall(target=step.target, definition_hash=step.definition_hash),
+    )
+    _step_done(plan, step, ok=result.ok and result.decision == "approved", result=result.content)
+    return True
+
+
+def _step_done(plan: Plan, step: PlanStep, *, ok: bool, result: str) -> None:
+    with transaction.atomic():
+        status = PlanStepStatus.SUCCEEDED if ok else PlanStepStatus.FAILED
+        PlanStep.objects.filter(pk=step.pk).update(status=status, result=result, finished_at=timezone.now())
+        if not ok:  # the first failure stops the apply
+            plan.steps.filter(status=PlanStepStatus.APPROVED).update(status=PlanStepStatus.NOT_RUN)
+
+
+def _plan_applied(run: Run, plan: Plan) -> None:
+    """Every approved step has run (or the apply stopped): the plan's outcome, and the results for the model."""
+    steps = list(plan.steps.all())
+    failed = any(step.status == PlanStepStatus.FAILED for step in steps)
+    status = PlanStatus.FAILED if failed else PlanStatus.APPLIED
+    lines = [f"The plan was {'applied' if not failed else 'stopped at its first failure'}. Its steps, in order:"]
+    for step in steps:
+        lines.append(f"Step {step.index}: {step.tool} on {step.target or '-'}: {step.get_status_display().lower()}")
+        if step.status in (PlanStepStatus.SUCCEEDED, PlanStepStatus.FAILED):
+            lines.append(_wrap_untrusted(step.result))
+    lines.append("Answer the task from these results.")
+    with transaction.atomic():
+        if Plan.objects.filter(pk=plan.pk, status=PlanStatus.APPROVED).update(status=status) != 1:
+            return
+        record(
+            "plan.applied" if not failed else "plan.failed",
+            actor=run.operator_name or "system",
+            actor_kind="operator",
+            run=run.pk,
+            plan=plan.number,
+            outcome="succeeded" if not failed else "failed",
+            steps=[{"index": step.index, "status": step.status} for step in steps],
+        )
+        _save(
+            run,
+            messages=[*run.messages, {"role": "user", "content": "\n".join(lines)}],
+            untrusted_seen=True,
+        )
+
+
 def _record_outcome(run: Run, call: ToolCall, request: Any, *, outcome: str, decision: str, error: str = "") -> None:
     """A tool call's outcome entry written here, not by the gateway: a parked call a person denied or let expire
     (not run), or one a dead worker left running (the outcome is unknown)."""
@@ -569,7 +705,7 @@ def cancel(run: Run, *, actor: Any) -> None:
     """Ask the run to stop; it does at its next step (a parked run stops now, and its requests are withdrawn)."""
     Run.objects.filter(pk=run.pk).update(cancel_requested=True)
     record("run.cancel_requested", actor=actor, run=run.pk, target=run.operator_name)
-    if run.status == RunStatus.AWAITING_APPROVAL or run.status == RunStatus.QUEUED:
+    if run.status in (*RunStatus.parked(), RunStatus.QUEUED):
         from operators.tasks import enqueue_run
 
         transaction.on_commit(lambda: enqueue_run(run.pk))

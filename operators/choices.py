@@ -32,6 +32,7 @@ class RunStatus(models.TextChoices):
     ROUTING = "routing", "Routing"
     RUNNING = "running", "Running"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    AWAITING_PLAN_APPROVAL = "awaiting_plan_approval", "Awaiting plan approval"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
@@ -39,6 +40,11 @@ class RunStatus(models.TextChoices):
     @classmethod
     def finished(cls) -> tuple[str, ...]:
         return (cls.COMPLETED, cls.FAILED, cls.CANCELLED)
+
+    @classmethod
+    def parked(cls) -> tuple[str, ...]:
+        """Waiting for a person: `task --wait` returns on these as on a finished run."""
+        return (cls.AWAITING_APPROVAL, cls.AWAITING_PLAN_APPROVAL)
 
 
 class TaskSource(models.TextChoices):
@@ -56,3 +62,26 @@ class CallStatus(models.TextChoices):
     DISPATCHING = "dispatching", "Running"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     DONE = "done", "Done"
+
+
+class PlanStatus(models.TextChoices):
+    """A plan of a run in plan mode: drafted by the model, decided by a person as a whole, then applied."""
+
+    DRAFTING = "drafting", "Being drafted"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    APPLIED = "applied", "Applied"
+    FAILED = "failed", "Failed"
+
+
+class PlanStepStatus(models.TextChoices):
+    """One write/exec/elevate call of a plan: recorded, not run, until the plan is approved."""
+
+    PROPOSED = "proposed", "Proposed"
+    APPROVED = "approved", "Approved"
+    SKIPPED = "skipped", "Skipped"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    NOT_RUN = "not_run", "Not run"

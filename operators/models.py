@@ -7,7 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from operators.choices import CallStatus, Ceiling, OperatorJITMode, RunStatus, TaskSource
+from operators.choices import CallStatus, Ceiling, OperatorJITMode, PlanStatus, PlanStepStatus, RunStatus, TaskSource
+from vigilus import humanize
 from vigilus.crypto import SealedJSONField
 
 
@@ -33,6 +34,11 @@ class Operator(models.Model):
     token_budget = models.PositiveIntegerField(default=200_000, help_text="Tokens per run (0: no limit).")
     cost_budget = models.DecimalField(
         max_digits=10, decimal_places=4, default=0, help_text="USD per run where the price is known (0: no limit)."
+    )
+    plan_first = models.BooleanField(
+        "Plan first",
+        default=False,
+        help_text="Plan mode for every task: read calls run, other calls become a plan a person approves as a whole.",
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -68,10 +74,16 @@ class Run(models.Model):
     operator = models.ForeignKey(Operator, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     operator_name = models.CharField(max_length=64, blank=True)
     routing_reason = models.TextField(blank=True)
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status = models.CharField(max_length=24, choices=RunStatus.choices, default=RunStatus.QUEUED)
     answer = models.TextField(blank=True)
     error = models.TextField(blank=True)
     messages = models.JSONField(default=list)  # the conversation, in OpenAI chat format
+    # The person's messages in order (the task, then each follow-up), each with its answer and the step count it
+    # started at: [{"message", "answer", "status", "first_step"}].
+    turns = models.JSONField(default=list)
+    plan_mode = models.BooleanField(
+        default=False, help_text="Non-read calls are planned, not run, until a person approves the plan."
+    )
     steps = models.PositiveIntegerField(default=0)
     tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
@@ -110,6 +122,8 @@ class Run(models.Model):
             return ""
         if self.status == RunStatus.AWAITING_APPROVAL:
             return "waiting for a person to approve or deny its request"
+        if self.status == RunStatus.AWAITING_PLAN_APPROVAL:
+            return "waiting for a person to approve or reject its plan"
         now = timezone.now()
         if self.lease_owner and self.lease_until and self.lease_until > now:
             return ""  # a worker is on it
@@ -189,6 +203,75 @@ class ToolCall(models.Model):
     def dispatch_arguments(self) -> Any:
         """The arguments to run the call with: the model's own, which `arguments` shows redacted."""
         return self.arguments if self.sealed_arguments is None else self.sealed_arguments
+
+
+class Plan(models.Model):
+    """The write/exec/elevate calls a run in plan mode asked for, recorded and not run, decided as a whole."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="plans")
+    number = models.PositiveIntegerField(default=1)  # a follow-up may propose a new plan
+    status = models.CharField(max_length=20, choices=PlanStatus.choices, default=PlanStatus.DRAFTING)
+    summary = models.TextField(blank=True)  # the model's own summary, when it ended planning
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="plan_unique_number"),
+            models.CheckConstraint(condition=models.Q(status__in=PlanStatus.values), name="plan_status_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"plan {self.number} of run #{self.run_id}"
+
+    @property
+    def seconds_left(self) -> int:
+        if self.expires_at is None:
+            return 0
+        return max(0, int((self.expires_at - timezone.now()).total_seconds()))
+
+    @property
+    def time_left(self) -> str:
+        return humanize.time_left(self.seconds_left)
+
+
+class PlanStep(models.Model):
+    """One call of a plan, exactly as it would run (the arguments shown redacted; the call's own are sealed)."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()  # 1, 2, ... in the order the model asked
+    tool_call = models.OneToOneField(ToolCall, on_delete=models.CASCADE, related_name="plan_step")
+    tool = models.CharField(max_length=270)
+    arguments = models.JSONField(default=dict)  # as shown: redacted
+    target = models.CharField(max_length=255, blank=True)
+    intent = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)  # the model's words when it asked
+    definition_hash = models.CharField(max_length=64, blank=True)  # the tool as it was planned
+    status = models.CharField(max_length=20, choices=PlanStepStatus.choices, default=PlanStepStatus.PROPOSED)
+    result = models.TextField(blank=True)
+    grant = models.ForeignKey("jit.Grant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["plan", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "index"], name="plan_step_unique_index"),
+            models.CheckConstraint(condition=models.Q(status__in=PlanStepStatus.values), name="plan_step_status_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"step {self.index} of {self.plan}"
+
+    @property
+    def command_line(self) -> str:
+        """The shell line a command tool would run, shown whole ('' for other tools)."""
+        return humanize.command_line(self.arguments)
 
 
 class Schedule(models.Model):

@@ -7,9 +7,11 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from audit.services import record
-from operators.choices import TaskSource
+from operators import plans
+from operators.choices import RunStatus, TaskSource
 from operators.models import Operator, Run
 from tools.models import Tool
 from vigilus.redaction import redact
@@ -25,6 +27,7 @@ OPERATOR_FIELDS = (
     "max_steps",
     "token_budget",
     "cost_budget",
+    "plan_first",
     "enabled",
 )
 
@@ -92,9 +95,11 @@ def submit_task(
     operator: Operator | None = None,
     started_by: User | None = None,
     source_detail: str = "",
+    plan_mode: bool = False,
 ) -> Run:
     """A task becomes a queued run; a worker routes and runs it. `started_by`: the person who gave the task
-    (None for schedules and webhooks); under the four-eyes rule they may not approve its access requests."""
+    (None for schedules and webhooks); under the four-eyes rule they may not approve its access requests.
+    `plan_mode`: plan first, whatever the Operator's setting (an Operator set to plan first always does)."""
     # A credential typed into a task (or sent in an alert) is masked like everything stored; the model gets the mask.
     text = redact(text.strip())
     if not text:
@@ -106,6 +111,8 @@ def submit_task(
         requested_operator_name=operator.name if operator else "",
         started_by=started_by,
         source_detail=source_detail,
+        plan_mode=plan_mode,
+        turns=[{"message": text, "answer": "", "first_step": 0}],
     )
     record(
         "run.submitted",
@@ -113,11 +120,83 @@ def submit_task(
         run=run.pk,
         source=source,
         target=operator.name if operator else "",
+        plan_mode=plan_mode,
     )
+    _enqueue_after_commit(run.pk)
+    return run
+
+
+def _enqueue_after_commit(run_id: int) -> None:
     from operators.tasks import enqueue_run
 
-    transaction.on_commit(lambda: enqueue_run(run.pk))  # with the broker down, the reconciler sends it later
+    transaction.on_commit(lambda: enqueue_run(run_id))  # with the broker down, the reconciler sends it later
+
+
+@transaction.atomic
+def continue_run(run: Run, text: str, *, source: str = TaskSource.DASHBOARD, started_by: User | None = None) -> Run:
+    """A person's reply to a finished run: the same Operator goes on with the whole conversation, the new steps
+    appended to the same run. A run still working or waiting for a decision takes no reply."""
+    text = redact(text.strip())
+    if not text:
+        raise ValidationError({"text": "Say what to do next."})
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if not run.finished:
+        raise ValidationError(
+            {"text": f"Run #{run.pk} is {run.get_status_display().lower()}: reply once it has finished."}
+        )
+    if run.operator is None or not run.messages:
+        raise ValidationError(
+            {"text": f"Run #{run.pk} never reached an Operator (or its Operator was removed): give a new task."}
+        )
+    messages = [*run.messages, *_unanswered_calls(run), {"role": "user", "content": text}]
+    turns = run.turns or [{"message": run.task, "answer": run.answer, "status": run.status, "first_step": 0}]
+    Run.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING,
+        messages=messages,
+        turns=[*turns, {"message": text, "answer": "", "first_step": run.steps}],
+        answer="",
+        error="",
+        cancel_requested=False,
+        finished_at=None,
+        updated_at=timezone.now(),
+    )
+    record(
+        "run.continued",
+        actor=started_by.username if started_by else TaskSource(source).value,
+        run=run.pk,
+        source=source,
+        target=run.operator_name,
+        turn=len(turns) + 1,
+    )
+    _enqueue_after_commit(run.pk)
+    run.refresh_from_db()
     return run
+
+
+def _unanswered_calls(run: Run) -> list[dict[str, Any]]:
+    """Tool results for the calls of the model's last message that got none (the run ended before they ran): a
+    model API refuses a conversation where a call has no result."""
+    for index in range(len(run.messages) - 1, -1, -1):
+        message = run.messages[index]
+        if message.get("role") == "assistant":
+            answered = {m.get("tool_call_id") for m in run.messages[index + 1 :] if m.get("role") == "tool"}
+            results = dict(run.tool_calls.values_list("call_id", "result"))
+            return [
+                {"role": "tool", "tool_call_id": call["id"], "content": results.get(call["id"]) or "not run"}
+                for call in message.get("tool_calls") or ()
+                if call["id"] not in answered
+            ]
+    return []
+
+
+def run_turns(run: Run) -> list[dict[str, Any]]:
+    """The person's messages in order, each with its answer (a run from before turns were kept: its task)."""
+    if not run.turns:
+        return [{"message": run.task, "answer": run.answer, "status": run.status}]
+    return [
+        {"message": turn["message"], "answer": turn.get("answer", ""), "status": turn.get("status", run.status)}
+        for turn in run.turns
+    ]
 
 
 def run_json(run: Run) -> dict[str, Any]:
@@ -139,6 +218,9 @@ def run_json(run: Run) -> dict[str, Any]:
         "cost": float(run.cost),
         "created_at": run.created_at,
         "finished_at": run.finished_at,
+        "plan_mode": run.plan_mode,
+        "turns": run_turns(run),
+        "plan": plans.plan_json(plans.latest(run)),
         "tool_calls": [
             {
                 "tool": call.tool,

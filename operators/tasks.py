@@ -8,8 +8,10 @@ import time
 from celery import shared_task, signals
 from kombu.exceptions import OperationalError
 
-from operators import agent
-from operators.models import Run
+from jit.notifications import NotificationFailed
+from operators import agent, plans
+from operators.choices import PlanStatus
+from operators.models import Plan, Run
 
 logger = logging.getLogger("vigilus.runs")
 
@@ -84,3 +86,19 @@ def run_schedule(schedule_id: int) -> None:
     from operators.entrypoints import run_schedule as submit
 
     submit(schedule_id)
+
+
+@shared_task(ignore_result=True)
+def expire_plans() -> int:
+    """Plans nobody decided in time: rejected as expired, and their runs end."""
+    return plans.expire_plans()
+
+
+@shared_task(
+    ignore_result=True, autoretry_for=(NotificationFailed,), retry_backoff=10, retry_backoff_max=300, max_retries=5
+)
+def notify_plan(plan_id: int) -> None:
+    """A plan waiting for a person, announced through the notification URLs; a failure is logged and retried."""
+    plan = Plan.objects.select_related("run").filter(pk=plan_id, status=PlanStatus.AWAITING_APPROVAL).first()
+    if plan is not None:
+        plans.notify(plan)

@@ -59,6 +59,16 @@ class ToolResult:
     duration_ms: int = 0
     structured: Any = None
     request_id: int | None = None  # the access request a pending call waits on
+    target: str = ""
+    definition_hash: str = ""  # the tool as it was when the call was checked
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """A step of an approved plan, as the person saw it: it runs only while the tool and its target are the same."""
+
+    target: str
+    definition_hash: str
 
 
 def _error(message: str, decision: str, intent: str = "", intent_reason: str = "") -> ToolResult:
@@ -200,6 +210,8 @@ def execute(
     timeout: float = DEFAULT_TIMEOUT,
     force_strict: bool | Callable[[], bool] = False,
     progress: Callable[[float, float | None, str | None], None] | None = None,
+    planning: bool = False,
+    planned: PlannedCall | None = None,
 ) -> ToolResult:
     """Run one tool call through every check. Returns the result for the model; never raises for the call.
 
@@ -210,10 +222,16 @@ def execute(
     `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content);
     a callable is asked only when the call needs a grant.
     `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
+    `planning`: a run in plan mode drafts its plan: a read call runs, any other call is checked and recorded as
+    `planned`, not run (the result says so, with its intent and target for the plan step).
+    `planned`: a step of an approved plan: it runs only under a grant already issued for it (no new request, in
+    any mode), with the tool's definition and the target as they were planned.
     """
     base = _call_columns(qualified_name, arguments, operator, run, reason, actor)
     try:
-        checked = _check(qualified_name, arguments, base, operator, run, reason, timeout, force_strict)
+        checked = _check(
+            qualified_name, arguments, base, operator, run, reason, timeout, force_strict, planning, planned
+        )
     except Exception as exc:
         logger.exception("tool call %s: not run, Vigilus failed before dispatching it", qualified_name)
         if isinstance(exc, AuditWriteError):  # DESIGN: if the decision cannot be written, the call does not run
@@ -236,6 +254,8 @@ def _check(
     reason: str,
     timeout: float,
     force_strict: bool | Callable[[], bool],
+    planning: bool = False,
+    planned: PlannedCall | None = None,
 ) -> ToolResult | _Cleared:
     """Every check before dispatch, each refusal audited: the refusal for the model, or the cleared call."""
     tool = _tool_named(qualified_name)
@@ -254,8 +274,21 @@ def _check(
     except InventoryError as exc:
         return _refused(base, "invalid", str(exc), error=str(exc))
 
+    if planned is not None:
+        if tool.definition_hash != planned.definition_hash:
+            message = f"tool {qualified_name} changed its definition since the plan was approved: step not run"
+            return _refused(base, "withdrawn", message, error=message)
+        if target != planned.target:
+            message = (
+                f"the call's target is now {target or '(none)'}, not {planned.target or '(none)'} as in the approved "
+                "plan: step not run"
+            )
+            return _refused(base, "denied", message, error=message)
+
     classified = classify_call(tool, arguments)
     intent = classified.intent
+    if planning and intent != Intent.READ:
+        return _plan(base, operator, tool, intent, classified.reason, target)
     decision = policy.authorize(
         operator=operator,
         tool=tool,
@@ -265,6 +298,7 @@ def _check(
         run=run,
         reason=reason,
         force_strict=force_strict,
+        grant_only=planned is not None,
     )
     record(  # if it cannot be written, execute() reports the call as not run
         "tool_call.decision",
@@ -317,6 +351,29 @@ def _check(
         decision,
         intent.value,
         classified.reason,
+    )
+
+
+def _plan(
+    base: dict[str, Any], operator: Any, tool: Tool, intent: Intent, intent_reason: str, target: str
+) -> ToolResult:
+    """A non-read call while a plan is drafted: above the Operator's ceiling it is denied as always; otherwise it
+    is recorded as planned and not run (its decision and outcome entries say so)."""
+    refusal = policy.ceiling_refusal(operator, intent)
+    decision = "denied" if refusal else "planned"
+    record(
+        "tool_call.decision",
+        decision=decision,
+        intent=intent.value,
+        intent_reason=intent_reason,
+        target=target,
+        policy_reason=refusal or "plan mode: recorded as a plan step for a person to approve",
+        **base,
+    )
+    _not_run(base, decision, intent.value, target)
+    content = f"denied: {refusal}" if refusal else "planned: not run until a person approves the plan"
+    return ToolResult(
+        False, content, decision, intent.value, intent_reason, target=target, definition_hash=tool.definition_hash
     )
 
 

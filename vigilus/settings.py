@@ -202,6 +202,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "expire-access-requests": {"task": "jit.tasks.expire_requests", "schedule": 60.0},
+    "expire-plans": {"task": "operators.tasks.expire_plans", "schedule": 60.0},
     "audit-checkpoint": {"task": "audit.tasks.take_checkpoint", "schedule": 3600.0},
     # The reconciler: every run that needs a worker gets one, whatever happened to its message.
     "resume-stalled-runs": {"task": "operators.tasks.resume_stalled_runs", "schedule": 30.0},

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 SHELL = "shell__run_command"
 OPERATOR_KEYS = {
     "name", "description", "provider", "model", "tools", "ceiling", "jit_mode",
-    "max_steps", "token_budget", "cost_budget", "enabled", "system_prompt",
+    "max_steps", "token_budget", "cost_budget", "plan_first", "enabled", "system_prompt",
 }  # fmt: skip
 
 

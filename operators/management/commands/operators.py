@@ -26,6 +26,7 @@ def operator_row(operator: Operator) -> dict[str, Any]:
         "max_steps": operator.max_steps,
         "token_budget": operator.token_budget,
         "cost_budget": float(operator.cost_budget),
+        "plan_first": operator.plan_first,
         "enabled": operator.enabled,
         "system_prompt": operator.system_prompt,
     }
@@ -47,6 +48,11 @@ class Command(AreaCommand):
         add.add_argument("--jit", choices=OperatorJITMode.values, default=OperatorJITMode.INHERIT)
         add.add_argument("--description", default="", help="what it is for (the orchestrator routes on it)")
         add.add_argument("--max-steps", type=int, default=20)
+        add.add_argument(
+            "--plan-first",
+            action="store_true",
+            help="plan mode for every task: other calls than read become a plan a person approves as a whole",
+        )
         self.subcommand("list", "List Operators.", json_output=True)
         show = self.subcommand("show", "Show one Operator.", json_output=True)
         show.add_argument("name")
@@ -79,13 +85,14 @@ class Command(AreaCommand):
             ceiling=options["ceiling"],
             jit_mode=options["jit"],
             max_steps=options["max_steps"],
+            plan_first=options["plan_first"],
         )
         if Operator.objects.filter(name=operator.name).exists():
             raise CommandError(f"name: an Operator named {operator.name!r} already exists.")
         save_operator(operator, actor=self.actor(options), tools=resolve_tools(names))
         self.stdout.write(
             f"Added Operator {operator.name} ({operator.get_ceiling_display()}, JIT "
-            f"{operator.jit_mode}) with {len(names)} tool(s)."
+            f"{operator.jit_mode}{', plan first' if operator.plan_first else ''}) with {len(names)} tool(s)."
         )
 
     def handle_list(self, *, json: bool, **options: Any) -> None:
