@@ -14,10 +14,10 @@ from django.http import Http404, HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import ConfigDict, Field
 
-from operators import services
-from operators.choices import RunStatus, TaskSource
+from operators import plans, services
+from operators.choices import PlanStatus, RunStatus, TaskSource
 from operators.management.commands.operators import operator_row
-from operators.models import Operator, Run
+from operators.models import Operator, Plan, Run
 from vigilus.api import caller_of, require_role
 from vigilus.choices import TokenRole
 
@@ -31,7 +31,27 @@ class TaskIn(Schema):
 
     task: str = Field(description="What to do, in plain words.")
     operator: str | None = Field(None, description="The Operator to use (default: the orchestrator routes it).")
-    plan: bool = Field(False, description="Plans are not available yet: only `false` is accepted.")
+    plan: bool = Field(
+        False, description="Plan first: other calls than read become a plan a person approves as a whole."
+    )
+
+
+class ReplyIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The reply: the run's Operator goes on with the whole conversation.")
+
+
+class PlanApproveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    skip: list[int] = Field(default_factory=list, description="Step numbers to leave out.")
+
+
+class PlanRejectIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(description="Why; kept with the run.")
 
 
 class ToolCallOut(Schema):
@@ -68,6 +88,12 @@ class RunOut(Schema):
     cost: float
     created_at: datetime
     finished_at: datetime | None
+    plan_mode: bool
+    turns: list[dict[str, Any]] = Field(description="The person's messages in order, each with its answer.")
+    plan: dict[str, Any] | None = Field(
+        description="The latest plan: {status, summary, steps: [{index, tool, arguments, target, intent, reason, "
+        "status, result}]}; null for a run that made none."
+    )
     tool_calls: list[ToolCallOut]
 
 
@@ -90,10 +116,8 @@ def _operator_named(name: str) -> Operator:
 @router.post("/tasks", response={201: RunOut}, summary="Give a task")
 def submit_task(request: HttpRequest, payload: TaskIn) -> Status:
     """Queues a run (201 with the run); poll `GET /runs/{id}` until its status is completed, failed or cancelled, or
-    awaiting_approval. Needs the submitter role."""
+    awaiting_approval / awaiting_plan_approval. Needs the submitter role."""
     user = require_role(request, TokenRole.SUBMITTER, "Giving a task")
-    if payload.plan:
-        raise ValidationError({"plan": "Plans are not available yet: leave `plan` out or send false."})
     operator = _operator_named(payload.operator) if payload.operator else None
     run = services.submit_task(
         payload.task,
@@ -101,8 +125,52 @@ def submit_task(request: HttpRequest, payload: TaskIn) -> Status:
         operator=operator,
         started_by=user,
         source_detail=caller_of(request).via,
+        plan_mode=payload.plan,
     )
     return Status(201, services.run_json(run))
+
+
+@router.post("/runs/{int:run_id}/replies", response={201: RunOut}, summary="Reply to a finished run")
+def reply(request: HttpRequest, run_id: int, payload: ReplyIn) -> Status:
+    """A follow-up: the run's Operator goes on with the whole conversation, in the same run (201 with the run). A run
+    still working or waiting for a decision takes no reply (400). Needs the submitter role."""
+    user = require_role(request, TokenRole.SUBMITTER, "Replying to a run")
+    run = services.continue_run(_run(run_id), payload.text, source=TaskSource.API, started_by=user)
+    return Status(201, services.run_json(run))
+
+
+@router.get("/plans", response=list[dict[str, Any]], tags=["plans"], summary="List plans awaiting approval")
+def list_plans(request: HttpRequest) -> list[dict[str, Any]]:
+    """Plans waiting for a person, each with its run's id: what `plans show RUN_ID --json` prints. Needs the
+    approver role, as the Approvals page does."""
+    require_role(request, TokenRole.APPROVER, "Reading plans")
+    plans.expire_plans()
+    pending = Plan.objects.filter(status=PlanStatus.AWAITING_APPROVAL).select_related("decided_by")
+    return [{"run": plan.run_id, **plans.plan_json(plan)} for plan in pending.order_by("expires_at")]
+
+
+@router.post("/runs/{int:run_id}/plan/approve", response=dict[str, Any], tags=["plans"], summary="Approve a plan")
+def approve_plan(request: HttpRequest, run_id: int, payload: PlanApproveIn | None = None) -> dict[str, Any]:
+    """Approve the run's plan as a whole, leaving out the steps in `skip`; the steps then run in order. 409 when it
+    was decided or expired meanwhile; 403 under the four-eyes rule for the person who started the run."""
+    user = require_role(request, TokenRole.APPROVER, "Approving a plan")
+    _run(run_id)
+    return plans.plan_json(plans.approve(run_id, actor=user, skip=(payload or PlanApproveIn()).skip))
+
+
+@router.post("/runs/{int:run_id}/plan/reject", response=dict[str, Any], tags=["plans"], summary="Reject a plan")
+def reject_plan(request: HttpRequest, run_id: int, payload: PlanRejectIn) -> dict[str, Any]:
+    """Reject the run's plan: nothing in it runs, and the run ends."""
+    user = require_role(request, TokenRole.APPROVER, "Rejecting a plan")
+    _run(run_id)
+    return plans.plan_json(plans.reject(run_id, actor=user, reason=payload.reason))
+
+
+def _run(run_id: int) -> Run:
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        raise Http404(f"No run #{run_id}.")
+    return run
 
 
 @router.get("/runs", response=list[RunOut], summary="List runs")
@@ -123,10 +191,7 @@ def list_runs(request: HttpRequest, filters: Query[RunFilters]) -> list[dict[str
 def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
     """One run with its tool calls: the JSON of `runs show --json`."""
     require_role(request, TokenRole.VIEWER, "Reading runs")
-    run = Run.objects.select_related("started_by").filter(pk=run_id).first()
-    if run is None:
-        raise Http404(f"No run #{run_id}.")
-    return services.run_json(run)
+    return services.run_json(_run(run_id))
 
 
 @router.get("/operators", response=list[dict[str, Any]], tags=["operators"], summary="List Operators")

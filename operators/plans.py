@@ -39,7 +39,7 @@ PLAN_NOTE = (
 OPEN = (PlanStatus.DRAFTING, PlanStatus.AWAITING_APPROVAL, PlanStatus.APPROVED)
 
 
-class PlanDecisionConflict(ValidationError):
+class PlanDecisionConflict(jit.DecisionConflict):
     """The plan was decided, expired or withdrawn meanwhile: nothing changed."""
 
 

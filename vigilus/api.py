@@ -284,11 +284,12 @@ def build_api() -> NinjaAPI:
         title="Vigilus API",
         version="1",
         description=(
-            "Give tasks, follow runs, decide access requests. Authenticate with a personal access token: "
-            "`Authorization: Bearer vgl_...` (Settings > API tokens, or `vigilus tokens add`). A token acts with the "
-            "lower of its own role and its person's: viewer (read), submitter (also give tasks), approver (also "
-            'decide access requests). Errors answer `{"detail": ..., "field": ...}`: 400 bad input (the field '
-            "named), 401 no valid token, 403 role too low, 404 unknown, 409 already decided, 429 too many requests."
+            "Give tasks, follow runs and reply to them, decide access requests and plans. Authenticate with a "
+            "personal access token: `Authorization: Bearer vgl_...` (Settings > API tokens, or `vigilus tokens add`). "
+            "A token acts with the lower of its own role and its person's: viewer (read), submitter (also give tasks "
+            "and reply), approver (also decide access requests and plans). Errors answer "
+            '`{"detail": ..., "field": ...}`: 400 bad input (the field named), 401 no valid token, 403 role too low, '
+            "404 unknown, 409 already decided, 429 too many requests."
         ),
         urls_namespace="api",
         docs_url="/docs",

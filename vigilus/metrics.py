@@ -6,8 +6,7 @@ and the worker never imports prometheus_client. A scrape costs a handful of aggr
 bucketed in SQL (one filtered COUNT per bucket), never by looping over rows in Python.
 
 Counters come from append-only or never-deleted rows (audit entries, model steps), so they only go up; the audit
-log's total is its chain head's sequence, which runs from 1 without gaps (no COUNT over the log). Plans do not
-exist yet, so there is no family for pending plans.
+log's total is its chain head's sequence, which runs from 1 without gaps (no COUNT over the log).
 """
 
 from __future__ import annotations
@@ -79,6 +78,7 @@ class VigilusCollector:
             workers = pool.submit(self.workers)
             yield from runs()
             yield from pending_approvals()
+            yield from pending_plans()
             yield from tool_calls()
             yield from model_steps()
             yield from time_to_approval()
@@ -111,6 +111,20 @@ def pending_approvals() -> Iterator[Metric]:
         "vigilus_pending_approvals",
         "Access requests waiting for a person to approve or deny them (not yet expired).",
         AccessRequest.objects.pending().count(),
+    )
+
+
+def pending_plans() -> Iterator[Metric]:
+    from django.utils import timezone
+    from prometheus_client.core import GaugeMetricFamily
+
+    from operators.choices import PlanStatus
+    from operators.models import Plan
+
+    yield GaugeMetricFamily(
+        "vigilus_pending_plans",
+        "Plans waiting for a person to approve or reject them as a whole (not yet expired).",
+        Plan.objects.filter(status=PlanStatus.AWAITING_APPROVAL, expires_at__gt=timezone.now()).count(),
     )
 
 

@@ -196,7 +196,7 @@ def test_an_approver_denies_naming_the_reason_and_a_second_decision_conflicts(ap
         ('{"task": 5}', "task"),
         ('{"task": "x", "operator": "nobody"}', "operator"),
         ('{"task": "x", "opertor": "fixer"}', "opertor"),
-        ('{"task": "x", "plan": true}', "plan"),
+        ('{"task": "x", "plan": "maybe"}', "plan"),
     ],
 )
 def test_bad_input_is_400_naming_the_field(approver_user: User, raw: str, field: str) -> None:
@@ -218,9 +218,28 @@ def test_bad_filters_are_400_and_an_unknown_run_is_404(approver_user: User) -> N
 
 
 @pytest.mark.django_db
-def test_plan_false_is_accepted(approver_user: User) -> None:
-    response = post(bearer(token_of(approver_user, "submitter")), "/api/v1/tasks", {"task": "uptime", "plan": False})
-    assert response.status_code == 201
+def test_plan_true_queues_a_run_in_plan_mode(approver_user: User) -> None:
+    client = bearer(token_of(approver_user, "submitter"))
+    planned = post(client, "/api/v1/tasks", {"task": "upgrade the lab", "plan": True})
+    assert planned.status_code == 201 and planned.json()["plan_mode"] is True and planned.json()["plan"] is None
+    assert planned.json()["turns"] == [{"message": "upgrade the lab", "answer": "", "status": "queued"}]
+    assert post(client, "/api/v1/tasks", {"task": "uptime"}).json()["plan_mode"] is False
+
+
+@pytest.mark.django_db
+def test_a_reply_to_a_run_still_working_is_400_and_to_an_unknown_run_404(approver_user: User) -> None:
+    client = bearer(token_of(approver_user, "submitter"))
+    run_id = post(client, "/api/v1/tasks", {"task": "uptime"}).json()["id"]
+    refused = post(client, f"/api/v1/runs/{run_id}/replies", {"text": "and then?"})
+    assert refused.status_code == 400 and refused.json()["field"] == "text"
+    assert "reply once it has finished" in refused.json()["detail"]
+    assert post(client, "/api/v1/runs/424242/replies", {"text": "hello"}).status_code == 404
+    assert (
+        post(
+            bearer(token_of(approver_user, "viewer", name="v")), f"/api/v1/runs/{run_id}/replies", {"text": "x"}
+        ).status_code
+        == 403
+    )
 
 
 # --- listing -------------------------------------------------------------------------------------------------
@@ -383,6 +402,53 @@ def test_an_approver_token_approves_a_strict_operators_request_and_the_run_goes_
     assert [(e.decision, e.details) for e in attempts.order_by("sequence")] == [
         ("denied", {"status": 403, "via": "token ci"}),
         ("", {"status": 200, "via": "token phone"}),
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_plan_is_listed_approved_with_a_skip_over_the_api_and_a_reply_goes_on(
+    strict_operator: Callable[..., Operator], model: FakeLLMServer, approver_user: User, tmp_path: Path
+) -> None:
+    strict_operator()
+    first, second = tmp_path / "first", tmp_path / "second"
+    model.script(
+        tool_call(SHELL, {"command": f"touch {first}"}),
+        tool_call(SHELL, {"command": f"touch {second}"}),
+        text("plan: touch both"),
+        text("touched the first"),
+        text("the second was left out"),
+    )
+    submitter = bearer(token_of(approver_user, "submitter", name="ci"))
+    approver = bearer(token_of(approver_user, "approver", name="phone"))
+
+    created = post(submitter, "/api/v1/tasks", {"task": "make two markers", "operator": "fixer", "plan": True})
+    run_id = created.json()["id"]
+    parked = poll(submitter, run_id, (RunStatus.AWAITING_PLAN_APPROVAL, *RunStatus.finished()))
+    assert parked["status"] == RunStatus.AWAITING_PLAN_APPROVAL and not first.exists() and not second.exists()
+    assert [step["status"] for step in parked["plan"]["steps"]] == ["proposed", "proposed"]
+    (listed,) = approver.get("/api/v1/plans").json()
+    assert listed["run"] == run_id and [s["index"] for s in listed["steps"]] == [1, 2]
+    assert submitter.get("/api/v1/plans").status_code == 403
+
+    unknown = post(approver, f"/api/v1/runs/{run_id}/plan/approve", {"skip": [7]})
+    assert unknown.status_code == 400 and unknown.json()["field"] == "skip"
+    approved = post(approver, f"/api/v1/runs/{run_id}/plan/approve", {"skip": [2]})
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    again = post(approver, f"/api/v1/runs/{run_id}/plan/reject", {"reason": "too late"})
+    assert again.status_code == 409
+
+    done = poll(submitter, run_id, RunStatus.finished())
+    assert (done["status"], done["answer"], done["plan"]["status"]) == ("completed", "touched the first", "applied")
+    assert [step["status"] for step in done["plan"]["steps"]] == ["succeeded", "skipped"]
+    assert first.exists() and not second.exists()
+
+    replied = post(submitter, f"/api/v1/runs/{run_id}/replies", {"text": "why not the second?"})
+    assert replied.status_code == 201 and replied.json()["status"] == RunStatus.RUNNING
+    done = poll(submitter, run_id, RunStatus.finished())
+    assert [(t["message"], t["answer"]) for t in done["turns"]] == [
+        ("make two markers", "touched the first"),
+        ("why not the second?", "the second was left out"),
     ]
 
 

@@ -19,8 +19,8 @@ from audit.models import AuditEntry
 from audit.services import record, take_checkpoint
 from jit.choices import RequestStatus
 from jit.models import AccessRequest
-from operators.choices import RunStatus
-from operators.models import Operator, Run, Step
+from operators.choices import PlanStatus, RunStatus
+from operators.models import Operator, Plan, Run, Step
 from providers.models import Provider
 from tests.conftest import ROOT, VENV_BIN, process_env
 from tools.choices import ServerStatus
@@ -91,6 +91,13 @@ def populated(db: None) -> None:
     make_request(RequestStatus.APPROVED, timedelta(minutes=45))
     make_request(RequestStatus.DENIED, timedelta(seconds=5))
     make_request(RequestStatus.AUTO_APPROVED, timedelta(0))
+    for status, expires_in in (
+        (PlanStatus.AWAITING_APPROVAL, timedelta(minutes=5)),  # pending
+        (PlanStatus.AWAITING_APPROVAL, -timedelta(seconds=1)),  # expired, not decided yet by the sweep
+        (PlanStatus.APPLIED, timedelta(minutes=5)),
+    ):
+        parked = Run.objects.create(task="upgrade", status=RunStatus.AWAITING_PLAN_APPROVAL, operator=operator)
+        Plan.objects.create(run=parked, status=status, expires_at=timezone.now() + expires_in)
     calls = [
         ("shell__run_command", "exec", "approved", "succeeded"),
         ("shell__run_command", "exec", "approved", "succeeded"),
@@ -164,6 +171,8 @@ def test_the_numbers_follow_the_data(populated: None, metrics_token: str) -> Non
     assert value(samples, "vigilus_runs", status="awaiting_approval") == 1
     assert value(samples, "vigilus_runs", status="cancelled") == 0  # every status is reported, none missing
     assert value(samples, "vigilus_pending_approvals") == 2
+    assert value(samples, "vigilus_pending_plans") == 1
+    assert value(samples, "vigilus_runs", status="awaiting_plan_approval") == 3
 
     assert (
         value(
@@ -288,6 +297,7 @@ def test_the_grafana_dashboard_queries_only_metrics_that_exist(populated: None, 
     for name in (
         "vigilus_runs",
         "vigilus_pending_approvals",
+        "vigilus_pending_plans",
         "vigilus_tool_calls_total",
         "vigilus_step_latency_seconds_bucket",
         "vigilus_time_to_approval_seconds_bucket",
