@@ -31,3 +31,10 @@ class CheckStatus(models.TextChoices):
     RUNNING = "running", "Testing…"
     OK = "ok", "OK"
     FAILED = "failed", "Failed"
+
+
+class ProviderCheck(models.TextChoices):
+    """The checks a person starts from the dashboard (they run on a worker)."""
+
+    CONNECTION = "connection", "Connection test"
+    TOOLS = "tools", "Tool-calling check"

@@ -58,3 +58,12 @@ class ProviderForm(forms.ModelForm):
             ),
             "default_model": "Type a name, or load the endpoint's models to pick one.",
         }
+
+    def full_clean(self) -> None:
+        """A key typed into a form that comes back with errors is not shown again (secrets never are): the box
+        says to type it again."""
+        super().full_clean()
+        if self.is_bound and self._errors and self.data.get("api_key"):
+            self.fields["api_key"].widget.attrs["placeholder"] = "type the key again"
+            # The bound field (made while cleaning) is what the page renders.
+            self["api_key"].help_text = "Not saved yet: type the API key again (a key is never sent back to the page)."

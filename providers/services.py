@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record
-from providers.choices import CheckStatus, ProviderKind
+from providers.choices import CheckStatus, ProviderCheck, ProviderKind
 from providers.errors import NotConfigured, ProviderError
 from providers.models import Provider
 
@@ -103,7 +103,13 @@ def update_provider(provider: Provider, *, actor: User, **changes: object) -> Pr
         provider.last_test_status = provider.tools_check_status = CheckStatus.UNTESTED
         provider.last_test_message = provider.tools_check_message = ""
     provider.save()
-    record("provider.changed", actor=actor.username, actor_kind="user", target=provider.name, fields=sorted(changes))
+    record(
+        "provider.changed",
+        actor=actor.username,
+        actor_kind="user",
+        target=provider.name,
+        fields=sorted(changes),
+    )
     return provider
 
 
@@ -112,6 +118,41 @@ def remove_provider(provider: Provider, *, actor: User) -> None:
     name = provider.name
     provider.delete()
     record("provider.removed", actor=actor.username, actor_kind="user", target=name)
+
+
+# The status field each check reports in.
+CHECK_STATUS_FIELDS: dict[ProviderCheck, str] = {
+    ProviderCheck.CONNECTION: "last_test_status",
+    ProviderCheck.TOOLS: "tools_check_status",
+}
+
+
+def start_check(provider: Provider, check: ProviderCheck) -> Provider:
+    """Mark the check running and queue it for a worker once the transaction commits (the web process never
+    loads litellm). Returns the provider as now stored: its status says "Testing…" until the worker reports."""
+    from providers import tasks
+
+    task = tasks.test_provider_connection if check == ProviderCheck.CONNECTION else tasks.check_provider_tool_calling
+    with transaction.atomic():
+        Provider.objects.filter(pk=provider.pk).update(**{CHECK_STATUS_FIELDS[check]: CheckStatus.RUNNING})
+        transaction.on_commit(lambda: task.delay(provider.pk))
+    provider.refresh_from_db()
+    return provider
+
+
+def models_at(*, kind: str, base_url: str, api_key: str | None, provider: Provider | None = None) -> list[str]:
+    """The models an endpoint offers, from settings not saved yet (the provider form's picker). An empty
+    `api_key` uses the saved `provider`'s key. Raises ValidationError naming the field to fix first, or the
+    ProviderError of the listing."""
+    from providers.discovery import list_models
+
+    key = (api_key or "").strip() or (provider.api_key if provider is not None else "")
+    probe = Provider(kind=kind, base_url=(base_url or "").strip(), api_key=key)
+    if kind not in ProviderKind.values:
+        raise ValidationError({"kind": "Choose the kind of provider first."})
+    others = [f.name for f in Provider._meta.fields if f.name not in ("kind", "base_url", "api_key")]
+    probe.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
+    return list_models(probe)
 
 
 @dataclass(frozen=True)

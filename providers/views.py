@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from providers import services, tasks
-from providers.choices import CheckStatus
+from providers import services
+from providers.choices import ProviderCheck
 from providers.discovery import list_models
 from providers.errors import ProviderError
 from providers.forms import ProviderForm
 from providers.kinds import KINDS
 from providers.models import Provider
+from vigilus.forms import add_service_errors
 from vigilus.permissions import admin_required
 from vigilus.services import is_admin
 
@@ -34,16 +35,50 @@ def _save(request: HttpRequest, form: ProviderForm, provider: Provider | None) -
     return services.update_provider(provider, actor=request.user, **data)
 
 
+# The value of the form's "Save & test" button (name "then"): save, then run the connection test.
+SAVE_AND_TEST = "test"
+
+
 @admin_required
 def provider_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     provider = get_object_or_404(Provider, pk=pk) if pk else None
     form = ProviderForm(request.POST or None, instance=provider)
     if request.method == "POST" and form.is_valid():
-        saved = _save(request, form, provider)
-        messages.success(request, f"Saved {saved.name}. Nothing was sent to the endpoint; use Test to try it.")
-        return redirect("providers")
-    defaults = {kind: spec.default_base_url for kind, spec in KINDS.items()}
-    return render(request, "providers/form.html", {"form": form, "provider": provider, "default_urls": defaults})
+        try:
+            saved = _save(request, form, provider)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            if request.POST.get("then") == SAVE_AND_TEST:
+                services.start_check(saved, ProviderCheck.CONNECTION)
+                messages.success(request, f"Saved {saved.name}; its connection test runs on a worker.")
+                return redirect("provider-edit", saved.pk)
+            messages.success(request, f"Saved {saved.name}. Nothing was sent to the endpoint; use Test to try it.")
+            return redirect("providers")
+    defaults = {kind: spec.default_base_url for kind, spec in KINDS.items() if spec.default_base_url}
+    context = {"form": form, "provider": provider, "default_urls": defaults, "save_and_test": SAVE_AND_TEST}
+    return render(request, "providers/form.html", context)
+
+
+@require_POST
+@admin_required
+def model_picker(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The models of the endpoint the provider form describes (saved or not), to pick the default model from."""
+    provider = get_object_or_404(Provider, pk=pk) if pk else None
+    names, error = [], ""
+    try:
+        names = services.models_at(
+            kind=request.POST.get("kind", ""),
+            base_url=request.POST.get("base_url", ""),
+            api_key=request.POST.get("api_key", ""),
+            provider=provider,
+        )
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    except ProviderError as exc:
+        error = f"{exc.label}: {exc}"
+    context = {"models": names, "error": error, "current": request.POST.get("default_model", "").strip()}
+    return render(request, "providers/partials/model_picker.html", context)
 
 
 @require_POST
@@ -64,17 +99,9 @@ def _status(request: HttpRequest, provider: Provider) -> HttpResponse:
 def provider_check(request: HttpRequest, pk: int, check: str) -> HttpResponse:
     """Start a connection test ("connection") or tool-calling check ("tools") on a worker."""
     provider = get_object_or_404(Provider, pk=pk)
-    if check not in ("connection", "tools"):
+    if check not in ProviderCheck.values:
         raise Http404("Unknown check.")
-    if check == "tools":
-        status_field, task = "tools_check_status", tasks.check_provider_tool_calling
-    else:
-        status_field, task = "last_test_status", tasks.test_provider_connection
-    with transaction.atomic():
-        Provider.objects.filter(pk=pk).update(**{status_field: CheckStatus.RUNNING})
-        transaction.on_commit(lambda: task.delay(provider.pk))
-    provider.refresh_from_db()
-    return _status(request, provider)
+    return _status(request, services.start_check(provider, ProviderCheck(check)))
 
 
 @require_GET

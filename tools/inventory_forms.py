@@ -255,6 +255,7 @@ class DockerEndpointForm(forms.ModelForm):
             "is_default",
             "notes",
         ]
+        labels = {"is_default": "Default endpoint"}
         widgets = {
             "tls_ca_certificate": forms.Textarea(attrs={"rows": 4, "cols": 64}),
             "tls_client_certificate": forms.Textarea(attrs={"rows": 4, "cols": 64}),

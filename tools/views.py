@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import record
 from tools import services, tasks
-from tools.choices import ReviewState, ServerSource
+from tools.catalogue import catalogue as tool_catalogue
+from tools.choices import ServerSource
 from tools.forms import MCPServerForm, ToolFilterForm, ToolIntentForm
-from tools.intent import COMMAND_LINE_TOOLS, base_intent, effective_intent_label
 from tools.models import MCPServer, Tool
 from tools.services import mcp_json_path
 from vigilus.permissions import admin_required
@@ -62,26 +62,16 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     filters = ToolFilterForm(request.GET or None)
     filters.is_valid()  # a bad choice is shown as an error; the valid filters still apply
     wanted = getattr(filters, "cleaned_data", {})
-    tools = Tool.objects.select_related("server")
-    if wanted.get("server"):
-        tools = tools.filter(server__name=wanted["server"])
-    if wanted.get("review_state"):
-        tools = tools.filter(review_state=wanted["review_state"])
-    rows = []
-    for tool in tools:
-        # The intent as shown: command-line tools are "per call", whatever their annotations say.
-        if wanted.get("intent") and effective_intent_label(tool) != wanted["intent"]:
-            continue
-        intent, why = base_intent(tool)
-        row = {"tool": tool, "intent": intent, "why": why, "per_call": tool.qualified_name in COMMAND_LINE_TOOLS}
-        if tool.review_state != ReviewState.REVIEWED:  # what a person accepts by reviewing it
-            row["current"] = services.current_definition_text(tool)
-            row["changes"] = services.definition_changes(tool) if tool.withdrawn else None
-        rows.append(row)
+    groups = tool_catalogue(
+        server=wanted.get("server") or "",
+        intent=wanted.get("intent") or "",
+        review_state=wanted.get("review_state") or "",
+        search=wanted.get("q") or "",
+    )
     context = {
-        "rows": rows,
+        "groups": groups,
+        "count": sum(len(group.rows) for group in groups),
         "filters": filters,
-        "servers": MCPServer.objects.values_list("name", flat=True),
         "can_edit": is_admin(request.user),
         "intent_form": ToolIntentForm(),
     }
@@ -127,7 +117,12 @@ def wireguard_config(request: HttpRequest, pk: int) -> HttpResponse:
     from tools.models import WireGuardClientConfig
 
     entry = get_object_or_404(WireGuardClientConfig, pk=pk)
-    record("wireguard.config_downloaded", actor=request.user.get_username(), actor_kind="user", config=entry.pk)
+    record(
+        "wireguard.config_downloaded",
+        actor=request.user.get_username(),
+        actor_kind="user",
+        config=entry.pk,
+    )
     response = HttpResponse(entry.config, content_type="text/plain; charset=utf-8")
     filename = f"{entry.interface}-{entry.name or entry.pk}.conf"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -18,3 +18,35 @@
     htmx.trigger(document.body, "resync");
   });
 })();
+
+// Pushes that this page has no place for. A push goes to everyone in a group (all approvers get the pending
+// list), whatever page each has open: the run page or the overview has no #pending-requests, and htmx would log
+// an oobErrorNoTarget console error for it. The dashboard's socket (base.html: hx-ext="ws,live-targets") drops
+// the parts of a message whose target is not on the page; the rest is swapped in as before. The page fetches
+// what it shows when it is loaded (and after a reconnect), so nothing it shows is missed.
+(function () {
+  "use strict";
+
+  function targetOf(element) {
+    const how = element.getAttribute("hx-swap-oob") || "true";
+    const colon = how.indexOf(":");
+    if (colon >= 0) return how.slice(colon + 1);
+    return element.id ? "#" + CSS.escape(element.id) : null;
+  }
+
+  htmx.defineExtension("live-targets", {
+    transformResponse: function (text) {
+      const template = document.createElement("template");
+      template.innerHTML = text;
+      let dropped = false;
+      for (const element of Array.from(template.content.children)) {
+        const selector = targetOf(element);
+        if (selector && !document.querySelector(selector)) {
+          element.remove();
+          dropped = true;
+        }
+      }
+      return dropped ? template.innerHTML : text;
+    },
+  });
+})();
