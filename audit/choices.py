@@ -1,5 +1,5 @@
-"""The kinds and statuses an audit entry names. Columns accept other values too (callers record what
-happened, e.g. a gateway decision "invalid"); these are the ones the dashboard offers as filters."""
+"""The kinds and statuses an audit entry names: the one vocabulary of a tool call's decision and outcome, used
+by the permission gate, the gateway, the agent, the stored calls and the Audit page's filters alike."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ class ActorKind(models.TextChoices):
 
 
 class Decision(models.TextChoices):
+    """What became of a call before it could run (and of a request or plan: approved, denied, expired)."""
+
     ALLOWED = "allowed", "Allowed"
     DENIED = "denied", "Denied"
     PENDING = "pending", "Pending"
@@ -23,6 +25,14 @@ class Decision(models.TextChoices):
     UNAVAILABLE = "unavailable", "Tool unavailable"
     WITHDRAWN = "withdrawn", "Tool withdrawn"
     PLANNED = "planned", "Planned (not run)"
+    ERROR = "error", "Not checked (Vigilus failed)"
+    INTERRUPTED = "interrupted", "Interrupted (the worker stopped)"
+    RUN_ENDED = "run_ended", "Not run (the run ended)"
+
+    @classmethod
+    def dispatched(cls) -> tuple[Decision, ...]:
+        """The decisions that let a call run."""
+        return (cls.ALLOWED, cls.APPROVED, cls.AUTO_APPROVED)
 
 
 class Outcome(models.TextChoices):

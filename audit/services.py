@@ -50,6 +50,7 @@ from audit.chain import (
     walk,
 )
 from audit.choices import ActorKind, Finding
+from audit.events import AuditEvent
 from audit.models import AuditCheckpoint, AuditEntry, ChainHead
 from vigilus.logs import RedactedText
 from vigilus.prepared import hot_cursor
@@ -325,7 +326,7 @@ def install_triggers(*, actor: Any) -> list[str]:
         missing = triggers.missing(connection)
         triggers.install(connection)
         if missing:
-            record("audit.triggers_installed", actor=actor, missing=missing)
+            record(AuditEvent.TRIGGERS_INSTALLED, actor=actor, missing=missing)
     return missing
 
 

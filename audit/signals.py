@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from audit.choices import ActorKind
+from audit.events import AuditEvent
 from audit.services import record
 
 
@@ -15,15 +16,17 @@ def _client(request: HttpRequest | None) -> str:
 
 
 def logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    record("user.login", actor=user.get_username(), actor_kind=ActorKind.USER, client=_client(request))
+    record(AuditEvent.USER_LOGIN, actor=user.get_username(), actor_kind=ActorKind.USER, client=_client(request))
 
 
 def logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if user is not None:
-        record("user.logout", actor=user.get_username(), actor_kind=ActorKind.USER, client=_client(request))
+        record(AuditEvent.USER_LOGOUT, actor=user.get_username(), actor_kind=ActorKind.USER, client=_client(request))
 
 
 def login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
     # Django has already masked anything secret-looking in `credentials`; only the name is kept.
     username = str(credentials.get("username", ""))[:150]
-    record("user.login_failed", actor=username or "unknown", actor_kind=ActorKind.USER, client=_client(request))
+    record(
+        AuditEvent.USER_LOGIN_FAILED, actor=username or "unknown", actor_kind=ActorKind.USER, client=_client(request)
+    )

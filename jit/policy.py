@@ -1,27 +1,53 @@
-"""The permission policy the gateway asks before every tool call: `authorize(...)`.
+"""The one permission gate every tool call passes: `authorize(...)` decides, `Authorization.use()` spends the grant.
 
-read -> allowed. Above the Operator's ceiling -> denied outright. Otherwise a live grant covering
-the call, or a new access request: approved at once in lenient mode, parked for a person in strict.
-The boundary is this code's, never the model's: no prompt can change what it decides.
+read -> allowed. Above the Operator's ceiling -> denied outright. While a plan is drafted -> planned (not run).
+Otherwise a live grant covering the call, or a new access request: approved at once in lenient mode, parked for a
+person in strict mode or when the run has read untrusted content (and Settings hold such runs strict). A step of
+an approved plan runs only under the grant its approval issued. The boundary is this code's, never the model's: no
+prompt can change what it decides.
+
+The decision carries the grant it found or issued and the call's scope (its arguments' digest included), computed
+once: the gateway records the decision, then `use()` verifies the grant's token for that scope and counts the use
+in one conditional UPDATE, without reading the grant again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from audit.choices import Decision
+from jit import services, tokens
+from jit.choices import RequestStatus
+from jit.models import Grant
 from operators.choices import Ceiling
 from tools.choices import Intent
 
 
 @dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    decision: str  # allowed | denied | pending | approved | auto_approved | expired
+class Authorization:
+    """What the gate decided for one call, and what it needs to let the call through."""
+
+    decision: Decision
     reason: str
-    grant_id: int | None = None
+    grant: Grant | None = None
     request_id: int | None = None
+    scope: tokens.CallScope | None = None  # the call as a grant's token must cover it
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision in Decision.dispatched()
+
+    def use(self) -> str:
+        """Spend the grant on this call, right before dispatch: '' when it holds, else why not (forged, out of
+        scope, revoked, expired, already used). A call allowed without a grant (read) has nothing to spend."""
+        if self.grant is None or self.scope is None:
+            return ""
+        try:
+            services.consume(self.grant, self.scope)
+        except tokens.TokenRefused as exc:
+            return str(exc)
+        return ""
 
 
 def ceiling_refusal(operator: Any, intent: Intent) -> str:
@@ -40,54 +66,64 @@ def ceiling_refusal(operator: Any, intent: Intent) -> str:
 def authorize(
     *,
     operator: Any,
-    tool: Any,
+    tool: str,
     intent: Intent,
     target: str = "",
-    arguments: dict | None = None,
-    run: Any = None,
+    arguments: Any = None,
+    run_id: int | None = None,
     reason: str = "",
-    force_strict: bool | Callable[[], bool] = False,
+    untrusted: bool = False,
+    planning: bool = False,
     grant_only: bool = False,
-) -> Decision:
-    """`force_strict` may be a callable: it is asked only when a request is raised (never for read).
-    `grant_only`: only a live grant allows the call (a step of an approved plan); no request is raised."""
-    from jit import services
+) -> Authorization:
+    """The whole decision for one call of `tool` (its qualified name).
 
+    `untrusted`: the run has read content an outsider can influence; where Settings hold such runs strict, its
+    calls wait for a person whatever the mode. `planning`: the run drafts a plan, so a call that is not read is
+    planned, not run. `grant_only`: a step of an approved plan, allowed only by a live grant (no new request)."""
     intent = Intent(intent)
     if intent == Intent.READ:
-        return Decision(True, "allowed", "read is always allowed")
+        return Authorization(Decision.ALLOWED, "read is always allowed")
     refusal = ceiling_refusal(operator, intent)
     if refusal:
-        return Decision(False, "denied", refusal)
-    arguments = arguments or {}
-    digest = services.arguments_digest(arguments)
-    qualified = tool.qualified_name
-    run_id = getattr(run, "pk", run)
+        return Authorization(Decision.DENIED, refusal)
+    if planning:
+        return Authorization(Decision.PLANNED, "plan mode: recorded as a plan step for a person to approve")
+    arguments = arguments if arguments is not None else {}
+    scope = tokens.CallScope(
+        operator_id=operator.pk,
+        run_id=run_id,
+        tool=tool,
+        intent=intent.value,
+        target=target,
+        arguments_digest=services.arguments_digest(arguments),
+    )
     grant = services.find_live_grant(
-        operator=operator, tool=qualified, intent=intent, target=target, digest=digest, run_id=run_id
+        operator=operator, tool=tool, intent=intent, target=target, digest=scope.arguments_digest, run_id=run_id
     )
     if grant is not None:
-        return Decision(True, "approved", f"covered by grant #{grant.pk}", grant_id=grant.pk)
+        return Authorization(Decision.APPROVED, f"covered by grant #{grant.pk}", grant=grant, scope=scope)
     if grant_only:
-        return Decision(False, "denied", "no grant of the approved plan covers this exact call")
-    if callable(force_strict):
-        force_strict = force_strict()
+        return Authorization(Decision.DENIED, "no grant of the approved plan covers this exact call")
     request = services.request_access(
         operator=operator,
         run_id=run_id,
-        tool=qualified,
+        tool=tool,
         intent=intent,
         target=target,
         arguments=arguments,
         reason=reason,
-        force_strict=force_strict,
+        force_strict=untrusted and services.holds_untrusted_runs_strict(),
+        digest=scope.arguments_digest,
     )
-    if request.status == "auto_approved":
-        return Decision(
-            True,
-            "auto_approved",
+    if request.status == RequestStatus.AUTO_APPROVED:
+        return Authorization(
+            Decision.AUTO_APPROVED,
             "lenient mode: approved at once and logged",
-            grant_id=request.grant.pk,
+            grant=request.grant,
             request_id=request.pk,
+            scope=scope,
         )
-    return Decision(False, "pending", f"waiting for a person to approve request #{request.pk}", request_id=request.pk)
+    return Authorization(
+        Decision.PENDING, f"waiting for a person to approve request #{request.pk}", request_id=request.pk
+    )

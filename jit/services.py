@@ -22,8 +22,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from audit.choices import ActorKind
-from audit.choices import Decision as AuditDecision
+from audit.choices import ActorKind, Decision
+from audit.events import AuditEvent
 from audit.services import record
 from jit import tokens
 from jit.choices import GrantScope, JITMode, RequestStatus
@@ -35,6 +35,10 @@ from vigilus.redaction import redact, redact_data
 from vigilus.services import role_of, site_settings, update_site_settings
 
 logger = logging.getLogger("vigilus.jit")
+
+
+# The event of a request closed without a person's decision.
+CLOSED_EVENTS = {RequestStatus.EXPIRED: AuditEvent.JIT_EXPIRED, RequestStatus.WITHDRAWN: AuditEvent.JIT_WITHDRAWN}
 
 
 class DecisionConflict(ValidationError):
@@ -58,6 +62,11 @@ def effective_mode(operator: Any) -> str:
     return mode
 
 
+def holds_untrusted_runs_strict() -> bool:
+    """Whether a run that has read content an outsider can influence waits for a person whatever the mode."""
+    return site_settings().hold_untrusted_runs_strict
+
+
 def can_approve(user: Any) -> bool:
     return bool(user and user.is_authenticated and user.is_active and role_of(user) in (Role.ADMIN, Role.APPROVER))
 
@@ -70,7 +79,7 @@ def set_global_mode(mode: str, *, actor: User) -> str:
         raise ValidationError({"mode": f"Unknown mode {mode!r}: choose strict or lenient."}) from None
     previous = site_settings().jit_mode
     update_site_settings(actor=actor, jit_mode=mode)
-    record("jit.mode_changed", actor=actor.username, previous=previous, mode=mode)
+    record(AuditEvent.JIT_MODE_CHANGED, actor=actor.username, previous=previous, mode=mode)
     return mode
 
 
@@ -227,8 +236,10 @@ def request_access(
     arguments: dict[str, Any],
     reason: str = "",
     force_strict: bool = False,
+    digest: str | None = None,
 ) -> AccessRequest:
-    """Open a request for a call with no live grant. Lenient: approved at once (a single-call grant)."""
+    """Open a request for a call with no live grant. Lenient: approved at once (a single-call grant).
+    `digest`: the arguments' digest when the caller has it already."""
     settings_row = site_settings()
     request = AccessRequest.objects.create(
         operator=operator,
@@ -238,7 +249,7 @@ def request_access(
         intent=Intent(intent).value,
         target=target,
         arguments=redact_data(arguments),
-        arguments_digest=arguments_digest(arguments),
+        arguments_digest=digest or arguments_digest(arguments),
         reason=reason,
         expires_at=timezone.now() + timedelta(minutes=settings_row.request_expiry_minutes),
     )
@@ -256,10 +267,10 @@ def request_access(
             auto=True,
         )
         record(
-            "jit.auto_approved",
-            decision="auto_approved",
+            AuditEvent.JIT_AUTO_APPROVED,
+            decision=Decision.AUTO_APPROVED,
             actor=actor,
-            actor_kind="operator" if operator else "system",
+            actor_kind=ActorKind.OPERATOR if operator else ActorKind.SYSTEM,
             tool=tool,
             intent=request.intent,
             target=target,
@@ -270,10 +281,10 @@ def request_access(
         )
         return request
     record(
-        "jit.requested",
-        decision="pending",
+        AuditEvent.JIT_REQUESTED,
+        decision=Decision.PENDING,
         actor=actor,
-        actor_kind="operator" if operator else "system",
+        actor_kind=ActorKind.OPERATOR if operator else ActorKind.SYSTEM,
         tool=tool,
         intent=request.intent,
         target=target,
@@ -333,8 +344,8 @@ def approve(request_id: int, *, actor: User, scope: str = GrantScope.CALL, ttl_m
         if not refusal:
             return _approve(request, actor=actor, scope=scope, ttl_minutes=ttl_minutes)
         record(
-            "jit.approval_refused",
-            decision=AuditDecision.DENIED,
+            AuditEvent.JIT_APPROVAL_REFUSED,
+            decision=Decision.DENIED,
             actor=actor.username,
             actor_kind=ActorKind.USER,
             tool=request.tool,
@@ -361,10 +372,10 @@ def _approve(request: AccessRequest, *, actor: User, scope: str, ttl_minutes: in
     _claim(request, RequestStatus.APPROVED, actor)
     grant = _issue_grant(request, scope=scope, ttl_minutes=ttl, granted_by=actor, auto=False)
     record(
-        "jit.approved",
-        decision="approved",
+        AuditEvent.JIT_APPROVED,
+        decision=Decision.APPROVED,
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         tool=request.tool,
         intent=request.intent,
         target=request.target,
@@ -385,10 +396,10 @@ def deny(request_id: int, *, actor: User, reason: str) -> AccessRequest:
     request = _decidable(request_id, actor)
     _claim(request, RequestStatus.DENIED, actor, reason.strip())
     record(
-        "jit.denied",
-        decision="denied",
+        AuditEvent.JIT_DENIED,
+        decision=Decision.DENIED,
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         tool=request.tool,
         intent=request.intent,
         target=request.target,
@@ -410,8 +421,23 @@ def revoke(grant_id: int, *, actor: User) -> Grant:
             raise ValidationError({"grant": f"No grant #{grant_id}."})
         raise DecisionConflict({"grant": f"Grant #{grant_id} was already revoked."})
     grant = Grant.objects.get(pk=grant_id)
-    record("jit.revoked", actor=actor.username, actor_kind="user", tool=grant.tool, grant=grant.pk, run=grant.run_id)
+    record(
+        AuditEvent.JIT_REVOKED,
+        actor=actor.username,
+        actor_kind=ActorKind.USER,
+        tool=grant.tool,
+        grant=grant.pk,
+        run=grant.run_id,
+    )
     return grant
+
+
+def void_grants(grant_ids: list[int]) -> int:
+    """Revoke grants nobody will use (the steps of a plan that stopped or ended): no person revoked them, so no
+    entry of their own; the plan's entry says why. How many."""
+    if not grant_ids:
+        return 0
+    return Grant.objects.filter(pk__in=grant_ids, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
 def _close_pending(requests: Any, status: str, reason: str) -> list[AccessRequest]:
@@ -424,7 +450,7 @@ def _close_pending(requests: Any, status: str, reason: str) -> list[AccessReques
             status=status, decided_at=now, decision_reason=reason
         ):
             record(
-                f"jit.{status}",
+                CLOSED_EVENTS[status],
                 decision=status,
                 tool=request.tool,
                 intent=request.intent,

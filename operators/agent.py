@@ -26,6 +26,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.choices import ActorKind, Decision, Outcome
+from audit.events import AuditEvent
 from audit.services import record
 from jit.choices import RequestStatus
 from operators import plans
@@ -112,9 +114,7 @@ def runs_without_a_worker() -> list[int]:
     untouched = timezone.now() - UNTOUCHED
     moving = Run.objects.filter(status__in=MOVING, lease_owner="", updated_at__lt=untouched)
     # Parked on requests that were all decided meanwhile: the decision's message was lost.
-    decided = Run.objects.filter(status=RunStatus.AWAITING_APPROVAL, lease_owner="", updated_at__lt=untouched).exclude(
-        tool_calls__status=CallStatus.AWAITING_APPROVAL, tool_calls__access_request__status=RequestStatus.PENDING
-    )
+    decided = _parked_on_decided_requests().filter(lease_owner="", updated_at__lt=untouched)
     decided_plans = plans.decided_while_parked().filter(lease_owner="", updated_at__lt=untouched)
     return sorted(
         {
@@ -123,6 +123,21 @@ def runs_without_a_worker() -> list[int]:
             *decided.values_list("pk", flat=True),
             *decided_plans.values_list("pk", flat=True),
         }
+    )
+
+
+def decided_while_parking(run_id: int) -> bool:
+    """Whether the run is parked on a decision that was already made: its requests all decided, or its plan."""
+    return (
+        _parked_on_decided_requests().filter(pk=run_id).exists()
+        or plans.decided_while_parked().filter(pk=run_id).exists()
+    )
+
+
+def _parked_on_decided_requests() -> Any:
+    """Runs parked on requests that were all decided (approved, denied, expired) meanwhile."""
+    return Run.objects.filter(status=RunStatus.AWAITING_APPROVAL).exclude(
+        tool_calls__status=CallStatus.AWAITING_APPROVAL, tool_calls__access_request__status=RequestStatus.PENDING
     )
 
 
@@ -260,14 +275,14 @@ def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None
         plans.withdraw(run, reason=f"the run {status}")
     for call in run.tool_calls.exclude(status=CallStatus.DONE).select_related("access_request"):
         # Calls the model asked for that will never run (no call is mid-dispatch while the lease is held).
-        _record_outcome(run, call, call.access_request, outcome="not_run", decision=call.decision or status)
+        _record_outcome(run, call, outcome=Outcome.NOT_RUN, decision=call.decision or Decision.RUN_ENDED)
         ToolCall.objects.filter(pk=call.pk).update(
             status=CallStatus.DONE, ok=False, result=f"not run: the run {status}", finished_at=timezone.now()
         )
     record(
-        "run.finished",
+        AuditEvent.RUN_FINISHED,
         actor=run.operator_name or "system",
-        actor_kind="operator",
+        actor_kind=ActorKind.OPERATOR,
         run=run.pk,
         outcome=status,
         error=error,
@@ -300,7 +315,12 @@ def _route(run: Run) -> bool:
         messages=[{"role": "system", "content": system}, {"role": "user", "content": run.task}],
     )
     record(
-        "run.routed", actor="orchestrator", actor_kind="system", run=run.pk, target=operator.name, reason=chosen.reason
+        AuditEvent.RUN_ROUTED,
+        actor="orchestrator",
+        actor_kind=ActorKind.SYSTEM,
+        run=run.pk,
+        target=operator.name,
+        reason=chosen.reason,
     )
     return True
 
@@ -463,28 +483,21 @@ def _wrap_untrusted(content: str) -> str:
     return f'<tool-output untrusted="true">\n{escaped}\n</tool-output>'
 
 
-def _hold_strict(run: Run) -> bool:
-    from vigilus.services import site_settings
-
-    return run.untrusted_seen and site_settings().hold_untrusted_runs_strict
-
-
 def _advance_call(run: Run, call: ToolCall) -> bool:
     if call.status == CallStatus.DISPATCHING:  # a worker died while this call ran: never run it again
         with transaction.atomic():
             _record_outcome(
                 run,
                 call,
-                call.access_request,
-                outcome="failed",
-                decision=call.decision or "interrupted",
+                outcome=Outcome.FAILED,
+                decision=call.decision or Decision.INTERRUPTED,
                 error="interrupted: the worker stopped while the call was running; whether it took effect is unknown",
             )
             _complete_call(
                 run,
                 call,
                 ok=False,
-                decision=call.decision or "interrupted",
+                decision=call.decision or Decision.INTERRUPTED,
                 content="the worker stopped while this call was running; it was not run again. "
                 "Check its effect before trying it again.",
             )
@@ -492,7 +505,7 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
     if call.status == CallStatus.AWAITING_APPROVAL:
         return _check_approval(run, call)
     if call.arguments_error:
-        _complete_call(run, call, ok=False, decision="invalid", content=f"not run: {call.arguments_error}")
+        _complete_call(run, call, ok=False, decision=Decision.INVALID, content=f"not run: {call.arguments_error}")
         return True
     if ToolCall.objects.filter(pk=call.pk, status=CallStatus.PROPOSED).update(status=CallStatus.DISPATCHING) != 1:
         return True  # someone else moved it; look again
@@ -506,11 +519,11 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
         run=run,
         reason=step_text,
         actor=run.operator_name,
-        force_strict=functools.partial(_hold_strict, run),
+        untrusted=run.untrusted_seen,
         progress=functools.partial(_record_progress, run.pk, call.pk),
         planning=run.plan_mode,
     )
-    if result.decision == "planned":
+    if result.decision == Decision.PLANNED:
         with transaction.atomic():
             planned = plans.add_step(
                 run,
@@ -526,16 +539,16 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
             )
             _complete_call(run, call, ok=True, decision=result.decision, intent=result.intent, content=content)
         return True
-    if result.decision == "pending":
+    if result.decision == Decision.PENDING:
         ToolCall.objects.filter(pk=call.pk).update(
             status=CallStatus.AWAITING_APPROVAL,
             intent=result.intent,
-            decision="pending",
+            decision=Decision.PENDING,
             access_request_id=result.request_id,
         )
         _save(run, status=RunStatus.AWAITING_APPROVAL)
         return False
-    dispatched = result.decision in ("allowed", "approved", "auto_approved")
+    dispatched = result.decision in Decision.dispatched()
     _complete_call(
         run,
         call,
@@ -569,7 +582,7 @@ def _check_approval(run: Run, call: ToolCall) -> bool:
         expire_requests()
         request.refresh_from_db()
     if request is None:
-        _complete_call(run, call, ok=False, decision="denied", content="denied: the access request is gone")
+        _complete_call(run, call, ok=False, decision=Decision.DENIED, content="denied: the access request is gone")
         return True
     if request.status == RequestStatus.PENDING:
         if run.status != RunStatus.AWAITING_APPROVAL:
@@ -581,11 +594,11 @@ def _check_approval(run: Run, call: ToolCall) -> bool:
         return True
     if request.status == RequestStatus.DENIED:
         who = request.decided_by.username if request.decided_by else "a person"
-        decision, content = "denied", f"denied by {who}: {request.decision_reason or 'no reason given'}"
+        decision, content = Decision.DENIED, f"denied by {who}: {request.decision_reason or 'no reason given'}"
     else:
-        decision, content = "expired", "expired: nobody approved this call in time, so it was not run"
+        decision, content = Decision.EXPIRED, "expired: nobody approved this call in time, so it was not run"
     with transaction.atomic():  # the call's outcome entry with its result
-        _record_outcome(run, call, request, outcome="not_run", decision=decision)
+        _record_outcome(run, call, outcome=Outcome.NOT_RUN, decision=decision)
         _complete_call(run, call, ok=False, decision=decision, content=content)
     return True
 
@@ -640,8 +653,22 @@ def _apply_next_step(run: Run, plan: Plan) -> bool:
         progress=functools.partial(_record_progress, run.pk, step.tool_call_id),
         planned=gateway.PlannedCall(target=step.target, definition_hash=step.definition_hash),
     )
-    _step_done(plan, step, ok=result.ok and result.decision == "approved", result=result.content)
+    _step_done(plan, step, ok=result.decision == Decision.APPROVED and _succeeded(result), result=result.content)
     return True
+
+
+def _succeeded(result: Any) -> bool:
+    """Whether a step's call did what it was for: the tool reported no error, and a command tool's structured result
+    shows no failure (a non-zero exit status, a host of a fan-out that failed). `apt upgrade` exiting 100 must stop
+    the service restarts planned after it."""
+    if not result.ok:
+        return False
+    structured = result.structured if isinstance(result.structured, dict) else {}
+    exit_code = structured.get("exit_code")
+    if isinstance(exit_code, int) and exit_code != 0:
+        return False
+    failed_hosts = structured.get("failed")
+    return not (isinstance(failed_hosts, int) and failed_hosts > 0)
 
 
 def _step_done(plan: Plan, step: PlanStep, *, ok: bool, result: str) -> None:
@@ -649,7 +676,7 @@ def _step_done(plan: Plan, step: PlanStep, *, ok: bool, result: str) -> None:
         status = PlanStepStatus.SUCCEEDED if ok else PlanStepStatus.FAILED
         PlanStep.objects.filter(pk=step.pk).update(status=status, result=result, finished_at=timezone.now())
         if not ok:  # the first failure stops the apply
-            plan.steps.filter(status=PlanStepStatus.APPROVED).update(status=PlanStepStatus.NOT_RUN)
+            plans.close_steps(plan)
 
 
 def _plan_applied(run: Run, plan: Plan) -> None:
@@ -667,12 +694,12 @@ def _plan_applied(run: Run, plan: Plan) -> None:
         if Plan.objects.filter(pk=plan.pk, status=PlanStatus.APPROVED).update(status=status) != 1:
             return
         record(
-            "plan.applied" if not failed else "plan.failed",
+            AuditEvent.PLAN_FAILED if failed else AuditEvent.PLAN_APPLIED,
             actor=run.operator_name or "system",
-            actor_kind="operator",
+            actor_kind=ActorKind.OPERATOR,
             run=run.pk,
             plan=plan.number,
-            outcome="succeeded" if not failed else "failed",
+            outcome=Outcome.FAILED if failed else Outcome.SUCCEEDED,
             steps=[{"index": step.index, "status": step.status} for step in steps],
         )
         _save(
@@ -682,20 +709,19 @@ def _plan_applied(run: Run, plan: Plan) -> None:
         )
 
 
-def _record_outcome(run: Run, call: ToolCall, request: Any, *, outcome: str, decision: str, error: str = "") -> None:
+def _record_outcome(run: Run, call: ToolCall, *, outcome: Outcome, decision: str, error: str = "") -> None:
     """A tool call's outcome entry written here, not by the gateway: a parked call a person denied or let expire
     (not run), or one a dead worker left running (the outcome is unknown)."""
-    record(
-        "tool_call.outcome",
-        actor=run.operator_name or "system",
-        actor_kind="operator",
-        run=run.pk,
-        tool=call.tool,
+    from tools.gateway import call_columns, record_outcome
+
+    request = call.access_request
+    record_outcome(
+        call_columns(call.tool, call.arguments, run=run, actor=run.operator_name or "system")
+        | {"actor_kind": ActorKind.OPERATOR},
+        outcome,
+        decision=decision,
         intent=call.intent,
         target=getattr(request, "target", ""),
-        arguments=call.arguments,
-        outcome=outcome,
-        decision=decision,
         error=error,
         request_id=getattr(request, "pk", None),
     )
@@ -704,7 +730,7 @@ def _record_outcome(run: Run, call: ToolCall, request: Any, *, outcome: str, dec
 def cancel(run: Run, *, actor: Any) -> None:
     """Ask the run to stop; it does at its next step (a parked run stops now, and its requests are withdrawn)."""
     Run.objects.filter(pk=run.pk).update(cancel_requested=True)
-    record("run.cancel_requested", actor=actor, run=run.pk, target=run.operator_name)
+    record(AuditEvent.RUN_CANCEL_REQUESTED, actor=actor, run=run.pk, target=run.operator_name)
     if run.status in (*RunStatus.parked(), RunStatus.QUEUED):
         from operators.tasks import enqueue_run
 

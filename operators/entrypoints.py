@@ -14,6 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
+from audit.choices import ActorKind
+from audit.events import AuditEvent
 from audit.services import record
 from operators.choices import TaskSource
 from operators.models import Operator, Run, Schedule, Webhook
@@ -70,7 +72,14 @@ def add_schedule(*, name: str, operator: Operator, cron: str, task: str, actor: 
         args=json.dumps([schedule.pk]),
     )
     schedule.save(update_fields=["periodic_task"])
-    record("schedule.added", actor=actor.username, actor_kind="user", target=name, cron=cron, operator=operator.name)
+    record(
+        AuditEvent.SCHEDULE_ADDED,
+        actor=actor.username,
+        actor_kind=ActorKind.USER,
+        target=name,
+        cron=cron,
+        operator=operator.name,
+    )
     return schedule
 
 
@@ -80,7 +89,7 @@ def remove_schedule(schedule: Schedule, *, actor: User) -> None:
         PeriodicTask.objects.filter(pk=schedule.periodic_task_id).delete()
     name = schedule.name
     schedule.delete()
-    record("schedule.removed", actor=actor.username, actor_kind="user", target=name)
+    record(AuditEvent.SCHEDULE_REMOVED, actor=actor.username, actor_kind=ActorKind.USER, target=name)
 
 
 @transaction.atomic
@@ -94,8 +103,11 @@ def set_enabled(entry_point: Schedule | Webhook, enabled: bool, *, actor: User) 
     if isinstance(entry_point, Schedule) and entry_point.periodic_task_id:
         PeriodicTask.objects.filter(pk=entry_point.periodic_task_id).update(enabled=enabled)
         PeriodicTasks.update_changed()  # beat reloads its entries
-    event = f"{entry_point._meta.model_name}.{'enabled' if enabled else 'disabled'}"
-    record(event, actor=actor.username, actor_kind="user", target=entry_point.name)
+    if isinstance(entry_point, Schedule):
+        event = AuditEvent.SCHEDULE_ENABLED if enabled else AuditEvent.SCHEDULE_DISABLED
+    else:
+        event = AuditEvent.WEBHOOK_ENABLED if enabled else AuditEvent.WEBHOOK_DISABLED
+    record(event, actor=actor.username, actor_kind=ActorKind.USER, target=entry_point.name)
 
 
 def run_schedule(schedule_id: int) -> Run | None:
@@ -123,7 +135,9 @@ def add_webhook(*, name: str, operator: Operator, instructions: str = "", actor:
     webhook = Webhook(name=name, operator=operator, instructions=instructions.strip(), token_hash=_digest(token))
     webhook.full_clean()
     webhook.save()
-    record("webhook.added", actor=actor.username, actor_kind="user", target=name, operator=operator.name)
+    record(
+        AuditEvent.WEBHOOK_ADDED, actor=actor.username, actor_kind=ActorKind.USER, target=name, operator=operator.name
+    )
     return webhook, token
 
 
@@ -131,7 +145,7 @@ def add_webhook(*, name: str, operator: Operator, instructions: str = "", actor:
 def remove_webhook(webhook: Webhook, *, actor: User) -> None:
     name = webhook.name
     webhook.delete()
-    record("webhook.removed", actor=actor.username, actor_kind="user", target=name)
+    record(AuditEvent.WEBHOOK_REMOVED, actor=actor.username, actor_kind=ActorKind.USER, target=name)
 
 
 def check_token(webhook: Webhook, presented: str) -> bool:

@@ -7,7 +7,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from audit.choices import Decision
 from operators.choices import CallStatus, Ceiling, OperatorJITMode, PlanStatus, PlanStepStatus, RunStatus, TaskSource
+from tools.choices import Intent
 from vigilus import humanize
 from vigilus.crypto import SealedJSONField
 
@@ -178,8 +180,8 @@ class ToolCall(models.Model):
     sealed_arguments = SealedJSONField(null=True, blank=True, editable=False)
     arguments_error = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=CallStatus.choices, default=CallStatus.PROPOSED)
-    intent = models.CharField(max_length=16, blank=True)
-    decision = models.CharField(max_length=20, blank=True)
+    intent = models.CharField(max_length=16, blank=True, choices=Intent.choices)  # '' until the gateway classifies it
+    decision = models.CharField(max_length=20, blank=True, choices=Decision.choices)  # '' until decided
     access_request = models.ForeignKey(
         "jit.AccessRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -195,6 +197,12 @@ class ToolCall(models.Model):
 
     class Meta:
         ordering = ["step__number", "position"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(decision__in=["", *Decision.values]), name="tool_call_decision_known"
+            ),
+            models.CheckConstraint(condition=models.Q(intent__in=["", *Intent.values]), name="tool_call_intent_known"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status})"

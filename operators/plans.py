@@ -22,6 +22,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.choices import ActorKind, Decision
+from audit.events import AuditEvent
 from audit.services import record
 from jit import services as jit
 from operators.choices import PlanStatus, PlanStepStatus, RunStatus
@@ -84,11 +86,11 @@ def submit(run: Run, summary: str) -> Plan | None:
     plan.refresh_from_db()
     steps = list(plan.steps.all())
     record(
-        "plan.proposed",
+        AuditEvent.PLAN_PROPOSED,
         actor=run.operator_name or "system",
-        actor_kind="operator",
+        actor_kind=ActorKind.OPERATOR,
         run=run.pk,
-        decision="pending",
+        decision=Decision.PENDING,
         reason=plan.summary,
         plan=plan.number,
         steps=[_step_entry(step) for step in steps],
@@ -182,10 +184,10 @@ def approve(run_id: int, *, actor: User, skip: list[int] | tuple[int, ...] = ())
         if not refusal:
             return _approve(plan, steps, actor=actor, skip=set(skip))
         record(
-            "plan.approval_refused",
-            decision="denied",
+            AuditEvent.PLAN_APPROVAL_REFUSED,
+            decision=Decision.DENIED,
             actor=actor.username,
-            actor_kind="user",
+            actor_kind=ActorKind.USER,
             run=run_id,
             reason=refusal,
             plan=plan.number,
@@ -215,10 +217,10 @@ def _approve(plan: Plan, steps: list[PlanStep], *, actor: User, skip: set[int]) 
         step.status = PlanStepStatus.APPROVED
         step.save(update_fields=["status", "grant"])
     record(
-        "plan.approved",
-        decision="approved",
+        AuditEvent.PLAN_APPROVED,
+        decision=Decision.APPROVED,
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         run=run.pk,
         plan=plan.number,
         steps=[_step_entry(step) | {"grant": step.grant_id} for step in steps if step.index not in skip],
@@ -235,12 +237,12 @@ def reject(run_id: int, *, actor: User, reason: str) -> Plan:
         raise ValidationError({"reason": "Say why the plan is rejected; it is kept with the run."})
     plan = _decidable(run_id, actor)
     _claim(plan, PlanStatus.REJECTED, actor, reason.strip())
-    _close_steps(plan)
+    close_steps(plan)
     record(
-        "plan.rejected",
-        decision="denied",
+        AuditEvent.PLAN_REJECTED,
+        decision=Decision.DENIED,
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         run=run_id,
         plan=plan.number,
         reason=plan.decision_reason,
@@ -258,8 +260,14 @@ def expire_plans() -> int:
             _claim(plan, PlanStatus.REJECTED, None, "expired: nobody decided in time")
         except PlanDecisionConflict:
             continue
-        _close_steps(plan)
-        record("plan.expired", decision="expired", run=plan.run_id, plan=plan.number, reason=plan.decision_reason)
+        close_steps(plan)
+        record(
+            AuditEvent.PLAN_EXPIRED,
+            decision=Decision.EXPIRED,
+            run=plan.run_id,
+            plan=plan.number,
+            reason=plan.decision_reason,
+        )
         _after_decision(plan)
         expired += 1
     return expired
@@ -272,14 +280,15 @@ def withdraw(run: Run, *, reason: str) -> None:
             status=PlanStatus.REJECTED if plan.status != PlanStatus.APPROVED else PlanStatus.FAILED,
             decision_reason=plan.decision_reason or reason,
         )
-        _close_steps(plan)
+        close_steps(plan)
         _announce()
 
 
-def _close_steps(plan: Plan) -> None:
-    plan.steps.filter(status__in=(PlanStepStatus.PROPOSED, PlanStepStatus.APPROVED)).update(
-        status=PlanStepStatus.NOT_RUN
-    )
+def close_steps(plan: Plan) -> None:
+    """The steps of `plan` not run yet never will be: not_run, and the grants issued for them revoked."""
+    closing = plan.steps.filter(status__in=(PlanStepStatus.PROPOSED, PlanStepStatus.APPROVED))
+    jit.void_grants(list(closing.exclude(grant=None).values_list("grant_id", flat=True)))
+    closing.update(status=PlanStepStatus.NOT_RUN)
 
 
 def _after_decision(plan: Plan) -> None:

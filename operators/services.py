@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.choices import ActorKind
+from audit.events import AuditEvent
 from audit.services import record
 from operators import plans
 from operators.choices import RunStatus, TaskSource
@@ -63,7 +65,7 @@ def save_operator(operator: Operator, *, actor: User, tools: list[Tool] | None =
     record(
         "operator.created" if created else "operator.changed",
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         target=operator.name,
         ceiling=operator.ceiling,
         jit_mode=operator.jit_mode,
@@ -84,7 +86,7 @@ def remove_operator(operator: Operator, *, actor: User) -> None:
         entrypoints.remove_webhook(webhook, actor=actor)
     name = operator.name
     operator.delete()
-    record("operator.removed", actor=actor.username, actor_kind="user", target=name)
+    record("operator.removed", actor=actor.username, actor_kind=ActorKind.USER, target=name)
 
 
 @transaction.atomic
@@ -112,11 +114,11 @@ def submit_task(
         started_by=started_by,
         source_detail=source_detail,
         plan_mode=plan_mode,
-        turns=[{"message": text, "answer": "", "first_step": 0}],
+        turns=[{"message": text, "answer": "", "first_step": 0, "by": _by(started_by, source)}],
     )
     record(
-        "run.submitted",
-        actor=started_by.username if started_by else TaskSource(source).value,
+        AuditEvent.RUN_SUBMITTED,
+        actor=_by(started_by, source),
         run=run.pk,
         source=source,
         target=operator.name if operator else "",
@@ -124,6 +126,11 @@ def submit_task(
     )
     _enqueue_after_commit(run.pk)
     return run
+
+
+def _by(person: User | None, source: str) -> str:
+    """Who gave a message: the person, or where it came from (a schedule, a webhook)."""
+    return person.username if person else TaskSource(source).value
 
 
 def _enqueue_after_commit(run_id: int) -> None:
@@ -135,7 +142,10 @@ def _enqueue_after_commit(run_id: int) -> None:
 @transaction.atomic
 def continue_run(run: Run, text: str, *, source: str = TaskSource.DASHBOARD, started_by: User | None = None) -> Run:
     """A person's reply to a finished run: the same Operator goes on with the whole conversation, the new steps
-    appended to the same run. A run still working or waiting for a decision takes no reply."""
+    appended to the same run. A run still working or waiting for a decision takes no reply.
+
+    `started_by`: who replies; from now on they are the run's starter, so under the four-eyes rule they may not
+    approve what their reply leads to (the person who gave the task before may)."""
     text = redact(text.strip())
     if not text:
         raise ValidationError({"text": "Say what to do next."})
@@ -150,19 +160,21 @@ def continue_run(run: Run, text: str, *, source: str = TaskSource.DASHBOARD, sta
         )
     messages = [*run.messages, *_unanswered_calls(run), {"role": "user", "content": text}]
     turns = run.turns or [{"message": run.task, "answer": run.answer, "status": run.status, "first_step": 0}]
+    by = _by(started_by, source)
     Run.objects.filter(pk=run.pk).update(
         status=RunStatus.RUNNING,
         messages=messages,
-        turns=[*turns, {"message": text, "answer": "", "first_step": run.steps}],
+        turns=[*turns, {"message": text, "answer": "", "first_step": run.steps, "by": by}],
         answer="",
         error="",
         cancel_requested=False,
         finished_at=None,
         updated_at=timezone.now(),
+        **({"started_by": started_by} if started_by is not None else {}),
     )
     record(
-        "run.continued",
-        actor=started_by.username if started_by else TaskSource(source).value,
+        AuditEvent.RUN_CONTINUED,
+        actor=by,
         run=run.pk,
         source=source,
         target=run.operator_name,
@@ -192,9 +204,14 @@ def _unanswered_calls(run: Run) -> list[dict[str, Any]]:
 def run_turns(run: Run) -> list[dict[str, Any]]:
     """The person's messages in order, each with its answer (a run from before turns were kept: its task)."""
     if not run.turns:
-        return [{"message": run.task, "answer": run.answer, "status": run.status}]
+        return [{"message": run.task, "answer": run.answer, "status": run.status, "by": None}]
     return [
-        {"message": turn["message"], "answer": turn.get("answer", ""), "status": turn.get("status", run.status)}
+        {
+            "message": turn["message"],
+            "answer": turn.get("answer", ""),
+            "status": turn.get("status", run.status),
+            "by": turn.get("by"),
+        }
         for turn in run.turns
     ]
 

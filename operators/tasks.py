@@ -38,7 +38,9 @@ def advance_run(self: object, run_id: int) -> None:
                 break
     finally:
         agent.release_lease(run_id, owner)  # before the next task is sent, or it would find the run held
-    if again:
+    # A decision made while this task held the run (it was parking it) sent its wake-up to a run it found held:
+    # that message was dropped, so the run goes on from here.
+    if again or agent.decided_while_parking(run_id):
         enqueue_run(run_id)
 
 

@@ -53,7 +53,9 @@ PLACEHOLDER_KEY = "not-needed"
 
 
 @dataclass(frozen=True)
-class ToolCall:
+class ModelToolCall:
+    """A tool call as the model asked for it in a completion (the run stores it as an `operators.ToolCall`)."""
+
     id: str
     name: str
     arguments: dict[str, Any]  # {} when the model's arguments were not a JSON object; see `error`
@@ -71,7 +73,7 @@ class Usage:
 @dataclass(frozen=True)
 class Completion:
     text: str
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_calls: list[ModelToolCall] = field(default_factory=list)
     finish_reason: str = ""
     usage: Usage = field(default_factory=Usage)
     cost: float | None = None  # USD, where litellm knows the model's price
@@ -257,7 +259,7 @@ def normalise(response: Any, *, latency_ms: int, model: str) -> Completion:
     for call in getattr(message, "tool_calls", None) or []:
         raw = call.function.arguments or ""
         arguments, error = parse_arguments(raw)
-        calls.append(ToolCall(call.id or new_call_id(), call.function.name or "", arguments, raw, error))
+        calls.append(ModelToolCall(call.id or new_call_id(), call.function.name or "", arguments, raw, error))
     usage = getattr(response, "usage", None)
     return Completion(
         text=message.content or "",

@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.choices import ActorKind
+from audit.events import AuditEvent
 from audit.services import record
 from providers.choices import CheckStatus, ProviderCheck, ProviderKind
 from providers.errors import NotConfigured, ProviderError
@@ -77,9 +79,9 @@ def create_provider(
     _validate(provider)
     provider.save()
     record(
-        "provider.created",
+        AuditEvent.PROVIDER_CREATED,
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         target=provider.name,
         kind=provider.kind,
         endpoint=provider.endpoint,
@@ -104,9 +106,9 @@ def update_provider(provider: Provider, *, actor: User, **changes: object) -> Pr
         provider.last_test_message = provider.tools_check_message = ""
     provider.save()
     record(
-        "provider.changed",
+        AuditEvent.PROVIDER_CHANGED,
         actor=actor.username,
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         target=provider.name,
         fields=sorted(changes),
     )
@@ -117,7 +119,7 @@ def update_provider(provider: Provider, *, actor: User, **changes: object) -> Pr
 def remove_provider(provider: Provider, *, actor: User) -> None:
     name = provider.name
     provider.delete()
-    record("provider.removed", actor=actor.username, actor_kind="user", target=name)
+    record(AuditEvent.PROVIDER_REMOVED, actor=actor.username, actor_kind=ActorKind.USER, target=name)
 
 
 # The status field each check reports in.

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.events import AuditEvent
 from audit.services import record
 from tools.inventory_forms import CredentialAdminForm, DockerEndpointForm, ScanNetworkForm, WazuhInstanceForm
 from tools.models import (
@@ -127,19 +128,19 @@ def _record_saved(event: str, request: Any, obj: Any, *, change: bool, target: s
 class AuditedAdmin(admin.ModelAdmin):
     """Saves and removals go through the inventory's audited services, as the dashboard's do."""
 
-    audit_event = ""  # "docker_endpoint": docker_endpoint.saved / docker_endpoint.removed
+    audit_events: tuple[AuditEvent, AuditEvent]  # what a save and a removal are audited as
     target_field = "name"
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         from tools.inventory import save_audited
 
-        save_audited(form, f"{self.audit_event}.saved", actor=request.user, target_field=self.target_field, via="admin")
+        save_audited(form, self.audit_events[0], actor=request.user, target_field=self.target_field, via="admin")
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         from tools.inventory import delete_audited
 
         target = str(getattr(obj, self.target_field))
-        delete_audited(obj, f"{self.audit_event}.removed", actor=request.user, target=target, via="admin")
+        delete_audited(obj, self.audit_events[1], actor=request.user, target=target, via="admin")
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for obj in queryset:
@@ -149,7 +150,7 @@ class AuditedAdmin(admin.ModelAdmin):
 @admin.register(Credential)
 class CredentialAdmin(AuditedAdmin):
     form = CredentialAdminForm
-    audit_event = "credential"
+    audit_events = (AuditEvent.CREDENTIAL_SAVED, AuditEvent.CREDENTIAL_REMOVED)
     list_display = ["name", "username", "kind", "used_by"]
     list_filter = ["kind"]
     search_fields = ["name", "username"]
@@ -207,7 +208,7 @@ class ServerAdmin(admin.ModelAdmin):
 
         old_name = form.initial.get("name") if change else None
         super().save_model(request, obj, form, change)
-        _record_saved("server.updated" if change else "server.added", request, obj, change=change)
+        _record_saved(AuditEvent.SERVER_UPDATED if change else AuditEvent.SERVER_ADDED, request, obj, change=change)
         if old_name:
             ssh.connections.forget(old_name)
 
@@ -236,7 +237,7 @@ class DockerEndpointAdmin(AuditedAdmin):
     form = DockerEndpointForm
     list_display = ["name", "url", "tls_verify", "is_default"]
     search_fields = ["name", "url"]
-    audit_event = "docker_endpoint"
+    audit_events = (AuditEvent.DOCKER_ENDPOINT_SAVED, AuditEvent.DOCKER_ENDPOINT_REMOVED)
 
 
 @admin.register(WazuhInstance)
@@ -244,7 +245,7 @@ class WazuhInstanceAdmin(AuditedAdmin):
     form = WazuhInstanceForm
     list_display = ["name", "api_url", "username", "indexer_url", "verify_tls"]
     search_fields = ["name", "api_url"]
-    audit_event = "wazuh"
+    audit_events = (AuditEvent.WAZUH_SAVED, AuditEvent.WAZUH_REMOVED)
 
 
 @admin.register(ScanNetwork)
@@ -252,7 +253,7 @@ class ScanNetworkAdmin(AuditedAdmin):
     form = ScanNetworkForm
     list_display = ["cidr", "description", "created_at"]
     search_fields = ["cidr", "description"]
-    audit_event = "scan_network"
+    audit_events = (AuditEvent.SCAN_NETWORK_SAVED, AuditEvent.SCAN_NETWORK_REMOVED)
     target_field = "cidr"
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import jsonschema
 
+from audit.choices import ActorKind, Decision, Outcome
+from audit.events import AuditEvent
 from audit.services import AuditWriteError, record
-from jit import policy
+from jit.policy import Authorization, authorize
 from tools.choices import Intent
 from tools.errors import InventoryError
 from tools.intent import call_target, classify_call
@@ -52,7 +54,7 @@ class ToolResult:
 
     ok: bool
     content: str  # text for the model (redacted, capped)
-    decision: str  # allowed | denied | invalid | unavailable | ...
+    decision: Decision
     intent: str = ""
     intent_reason: str = ""
     truncated: bool = False
@@ -71,7 +73,7 @@ class PlannedCall:
     definition_hash: str
 
 
-def _error(message: str, decision: str, intent: str = "", intent_reason: str = "") -> ToolResult:
+def _error(message: str, decision: Decision, intent: str = "", intent_reason: str = "") -> ToolResult:
     return ToolResult(False, message, decision, intent, intent_reason)
 
 
@@ -129,72 +131,80 @@ def validate_arguments(tool: Tool, arguments: Any) -> str | None:
     return None
 
 
-def _use_grant(grant_id: int, operator: Any, run: Any, tool: Tool, intent: Any, arguments: dict, target: str) -> str:
-    """Verify the grant's signed token for this very call and count the use; '' when it holds, else why not."""
-    from jit import services, tokens
-    from jit.models import Grant
-
-    grant = Grant.objects.filter(pk=grant_id).first()
-    if grant is None:
-        return "the grant no longer exists"
-    call = tokens.CallScope(
-        operator_id=getattr(operator, "pk", None),
-        run_id=getattr(run, "pk", run),
-        tool=tool.qualified_name,
-        intent=intent.value,
+def record_outcome(
+    columns: dict[str, Any],
+    outcome: Outcome,
+    *,
+    decision: Decision,
+    intent: str = "",
+    target: str = "",
+    **more: Any,
+) -> None:
+    """A call's outcome entry, the last of its entries (every call gets exactly one): run, failed, or not run (and
+    why: `decision`). `columns`: `call_columns(...)`. Raises AuditWriteError when it cannot be written."""
+    record(
+        AuditEvent.TOOL_CALL_OUTCOME,
+        outcome=outcome,
+        decision=decision,
+        intent=intent,
         target=target,
-        arguments_digest=services.arguments_digest(arguments),
+        **more,
+        **columns,
     )
-    try:
-        services.consume(grant, call)
-    except tokens.TokenRefused as exc:
-        return str(exc)
-    return ""
 
 
-def _record_outcome(base: dict[str, Any], outcome: str, **columns: Any) -> None:
-    """A call's outcome entry (every call gets one). Whatever the call did is done by now, so a failure to write
-    it is logged, not raised: the result still goes back."""
-    try:
-        record("tool_call.outcome", outcome=outcome, **columns, **base)
-    except Exception:
-        logger.exception("audit entry for the outcome (%s) of a call to %s failed", outcome, base["tool"])
+def _actor_kind(operator: Any, actor: str) -> ActorKind:
+    if operator is not None:
+        return ActorKind.OPERATOR
+    return ActorKind.SYSTEM if actor == "system" else ActorKind.USER
 
 
-def _not_run(base: dict[str, Any], decision: str, intent: str = "", target: str = "", **columns: Any) -> None:
-    """The outcome entry of a call that was not dispatched."""
-    _record_outcome(base, "not_run", decision=decision, intent=intent, target=target, **columns)
-
-
-def _refused(base: dict[str, Any], decision: str, message: str, **columns: Any) -> ToolResult:
-    """A call refused before the policy was asked: both its entries, and the error for the model."""
-    record("tool_call.decision", decision=decision, **columns, **base)
-    _not_run(base, decision)
-    return _error(message, decision)
-
-
-def _call_columns(qualified_name: str, arguments: Any, operator: Any, run: Any, reason: str, actor: str) -> dict:
+def call_columns(
+    qualified_name: str,
+    arguments: Any,
+    *,
+    operator: Any = None,
+    run: Any = None,
+    reason: str = "",
+    actor: str = "system",
+) -> dict[str, Any]:
     """What each of a call's audit entries says about it."""
     return {
         "actor": getattr(operator, "name", "") or actor,
-        "actor_kind": "operator" if operator is not None else ("system" if actor == "system" else "user"),
+        "actor_kind": _actor_kind(operator, actor),
         "tool": qualified_name,
-        "run": getattr(run, "pk", None),
+        "run": getattr(run, "pk", run),
         "arguments": arguments,
         "reason": reason,
     }
+
+
+def _outcome_after_the_fact(columns: dict[str, Any], outcome: Outcome, **more: Any) -> None:
+    """The outcome entry of a call that ran, or that was refused after its decision was written: whatever the call
+    did is done by now, so a failure to write it is logged, not raised (the result still goes back)."""
+    try:
+        record_outcome(columns, outcome, **more)
+    except Exception:
+        logger.exception("audit entry for the outcome (%s) of a call to %s failed", outcome, columns["tool"])
+
+
+def _refused(columns: dict[str, Any], decision: Decision, message: str, **more: Any) -> ToolResult:
+    """A call refused before the gate was asked: both its entries, and the error for the model."""
+    record(AuditEvent.TOOL_CALL_DECISION, decision=decision, **more, **columns)
+    _outcome_after_the_fact(columns, Outcome.NOT_RUN, decision=decision)
+    return _error(message, decision)
 
 
 @dataclass(frozen=True)
 class _Cleared:
     """A call that passed every check and whose decision is on record: what dispatch needs."""
 
-    base: dict[str, Any]
+    columns: dict[str, Any]
     spec: ServerSpec
     tool_name: str
     arguments: Any  # as sent to the server
     timeout: float
-    decision: policy.Decision
+    authorization: Authorization
     intent: str
     intent_reason: str
 
@@ -208,7 +218,7 @@ def execute(
     reason: str = "",
     actor: str = "system",
     timeout: float = DEFAULT_TIMEOUT,
-    force_strict: bool | Callable[[], bool] = False,
+    untrusted: bool = False,
     progress: Callable[[float, float | None, str | None], None] | None = None,
     planning: bool = False,
     planned: PlannedCall | None = None,
@@ -219,27 +229,24 @@ def execute(
     entry that cannot be written, a bug) ends the call, not the run: a tool error saying it was not run, audited
     as such when the log can still be written. After dispatch nothing raises: what ran is reported.
 
-    `force_strict`: non-read calls wait for a person whatever the mode (a run that has read untrusted content);
-    a callable is asked only when the call needs a grant.
+    `untrusted`: the run has read content an outsider can influence (the gate may hold its calls for a person).
     `progress`: called (in a worker thread) with each progress notification the server sends while it runs.
     `planning`: a run in plan mode drafts its plan: a read call runs, any other call is checked and recorded as
     `planned`, not run (the result says so, with its intent and target for the plan step).
     `planned`: a step of an approved plan: it runs only under a grant already issued for it (no new request, in
     any mode), with the tool's definition and the target as they were planned.
     """
-    base = _call_columns(qualified_name, arguments, operator, run, reason, actor)
+    columns = call_columns(qualified_name, arguments, operator=operator, run=run, reason=reason, actor=actor)
     try:
-        checked = _check(
-            qualified_name, arguments, base, operator, run, reason, timeout, force_strict, planning, planned
-        )
+        checked = _check(qualified_name, arguments, columns, operator, timeout, untrusted, planning, planned)
     except Exception as exc:
         logger.exception("tool call %s: not run, Vigilus failed before dispatching it", qualified_name)
         if isinstance(exc, AuditWriteError):  # DESIGN: if the decision cannot be written, the call does not run
             problem = f"its audit entry could not be written ({exc})"
         else:
             problem = f"Vigilus failed to check it ({type(exc).__name__}: {exc})"
-        _not_run(base, "error", error=problem)
-        return _error(redact(f"the call was not run: {problem}"), "not_run")
+        _outcome_after_the_fact(columns, Outcome.NOT_RUN, decision=Decision.ERROR, error=problem)
+        return _error(redact(f"the call was not run: {problem}"), Decision.ERROR)
     if isinstance(checked, ToolResult):
         return checked
     return _dispatch(checked, progress)
@@ -248,133 +255,121 @@ def execute(
 def _check(
     qualified_name: str,
     arguments: Any,
-    base: dict[str, Any],
+    columns: dict[str, Any],
     operator: Any,
-    run: Any,
-    reason: str,
     timeout: float,
-    force_strict: bool | Callable[[], bool],
-    planning: bool = False,
-    planned: PlannedCall | None = None,
+    untrusted: bool,
+    planning: bool,
+    planned: PlannedCall | None,
 ) -> ToolResult | _Cleared:
     """Every check before dispatch, each refusal audited: the refusal for the model, or the cleared call."""
     tool = _tool_named(qualified_name)
     if tool is None or not tool.available or not tool.server.enabled:
-        return _refused(base, "unavailable", f"tool {qualified_name} is not available")
+        return _refused(columns, Decision.UNAVAILABLE, f"tool {qualified_name} is not available")
     if tool.withdrawn:
         message = f"tool {qualified_name} changed its definition and awaits a person's review"
-        return _refused(base, "withdrawn", message)
+        return _refused(columns, Decision.WITHDRAWN, message)
 
     problem = validate_arguments(tool, arguments)
     if problem:
-        return _refused(base, "invalid", problem, error=problem)
+        return _refused(columns, Decision.INVALID, problem, error=problem)
 
     try:
         target, dispatched_arguments = call_target(tool, arguments)
     except InventoryError as exc:
-        return _refused(base, "invalid", str(exc), error=str(exc))
+        return _refused(columns, Decision.INVALID, str(exc), error=str(exc))
 
     if planned is not None:
-        if tool.definition_hash != planned.definition_hash:
-            message = f"tool {qualified_name} changed its definition since the plan was approved: step not run"
-            return _refused(base, "withdrawn", message, error=message)
-        if target != planned.target:
-            message = (
-                f"the call's target is now {target or '(none)'}, not {planned.target or '(none)'} as in the approved "
-                "plan: step not run"
-            )
-            return _refused(base, "denied", message, error=message)
+        refusal = _differs_from_plan(qualified_name, tool, target, planned)
+        if refusal:
+            return _refused(columns, refusal[0], refusal[1], error=refusal[1])
 
     classified = classify_call(tool, arguments)
     intent = classified.intent
-    if planning and intent != Intent.READ:
-        return _plan(base, operator, tool, intent, classified.reason, target)
-    decision = policy.authorize(
+    authorization = authorize(
         operator=operator,
-        tool=tool,
+        tool=qualified_name,
         intent=intent,
         target=target,
         arguments=arguments,
-        run=run,
-        reason=reason,
-        force_strict=force_strict,
+        run_id=columns["run"],
+        reason=columns["reason"],
+        untrusted=untrusted,
+        planning=planning,
         grant_only=planned is not None,
     )
+    decision = authorization.decision
+    grant_id = authorization.grant.pk if authorization.grant else None
     record(  # if it cannot be written, execute() reports the call as not run
-        "tool_call.decision",
-        decision=decision.decision,
+        AuditEvent.TOOL_CALL_DECISION,
+        decision=decision,
         intent=intent.value,
         intent_reason=classified.reason,
         target=target,
-        grant=decision.grant_id,
-        policy_reason=decision.reason,
-        request_id=decision.request_id,
-        durable=decision.allowed and intent != Intent.READ,  # on disk before anything can change
-        **base,
+        grant=grant_id,
+        policy_reason=authorization.reason,
+        request_id=authorization.request_id,
+        durable=authorization.allowed and intent != Intent.READ,  # on disk before anything can change
+        **columns,
     )
-    if not decision.allowed:
-        if decision.decision != "pending":  # a pending call's outcome comes when a person decides
-            _not_run(base, decision.decision, intent.value, target)
-        prefix = "pending" if decision.decision == "pending" else "denied"
+    if not authorization.allowed:
+        if decision != Decision.PENDING:  # a pending call's outcome comes when a person decides
+            _outcome_after_the_fact(columns, Outcome.NOT_RUN, decision=decision, intent=intent.value, target=target)
+        prefix = decision.value if decision in (Decision.PENDING, Decision.PLANNED) else Decision.DENIED.value
         return ToolResult(
             False,
-            f"{prefix}: {decision.reason}",
-            decision.decision,
+            f"{prefix}: {authorization.reason}",
+            decision,
             intent.value,
             classified.reason,
-            request_id=decision.request_id,
+            request_id=authorization.request_id,
+            target=target,
+            definition_hash=tool.definition_hash,
         )
-    if decision.grant_id is not None:
-        refusal = _use_grant(decision.grant_id, operator, run, tool, intent, arguments, target)
-        if refusal:
-            record(
-                "tool_call.decision",
-                decision="denied",
-                intent=intent.value,
-                target=target,
-                grant=decision.grant_id,
-                policy_reason=refusal,
-                **base,
-            )
-            _not_run(base, "denied", intent.value, target)
-            return _error(f"denied: {refusal}", "denied", intent.value, classified.reason)
+    refusal = authorization.use()
+    if refusal:
+        record(
+            AuditEvent.TOOL_CALL_DECISION,
+            decision=Decision.DENIED,
+            intent=intent.value,
+            target=target,
+            grant=grant_id,
+            policy_reason=refusal,
+            **columns,
+        )
+        _outcome_after_the_fact(columns, Outcome.NOT_RUN, decision=Decision.DENIED, intent=intent.value, target=target)
+        return _error(f"denied: {refusal}", Decision.DENIED, intent.value, classified.reason)
 
     asked = dispatched_arguments.get("timeout") if isinstance(dispatched_arguments, dict) else None
     if isinstance(asked, int | float) and not isinstance(asked, bool):
         timeout = max(float(timeout), float(asked) + 5)  # the tool's own limit (a shell command's), plus its reply
     return _Cleared(
-        base,
+        columns,
         ServerSpec.of(tool.server),
         tool.name,
         dispatched_arguments,
         max(1.0, min(float(timeout), MAX_TIMEOUT)),
-        decision,
+        authorization,
         intent.value,
         classified.reason,
     )
 
 
-def _plan(
-    base: dict[str, Any], operator: Any, tool: Tool, intent: Intent, intent_reason: str, target: str
-) -> ToolResult:
-    """A non-read call while a plan is drafted: above the Operator's ceiling it is denied as always; otherwise it
-    is recorded as planned and not run (its decision and outcome entries say so)."""
-    refusal = policy.ceiling_refusal(operator, intent)
-    decision = "denied" if refusal else "planned"
-    record(
-        "tool_call.decision",
-        decision=decision,
-        intent=intent.value,
-        intent_reason=intent_reason,
-        target=target,
-        policy_reason=refusal or "plan mode: recorded as a plan step for a person to approve",
-        **base,
-    )
-    _not_run(base, decision, intent.value, target)
-    content = f"denied: {refusal}" if refusal else "planned: not run until a person approves the plan"
-    return ToolResult(
-        False, content, decision, intent.value, intent_reason, target=target, definition_hash=tool.definition_hash
-    )
+def _differs_from_plan(
+    qualified_name: str, tool: Tool, target: str, planned: PlannedCall
+) -> tuple[Decision, str] | None:
+    """Why a step of an approved plan may not run as it was approved (its tool or its target changed), or None."""
+    if tool.definition_hash != planned.definition_hash:
+        return (
+            Decision.WITHDRAWN,
+            f"tool {qualified_name} changed its definition since the plan was approved: step not run",
+        )
+    if target != planned.target:
+        return Decision.DENIED, (
+            f"the call's target is now {target or '(none)'}, not {planned.target or '(none)'} as in the approved plan: "
+            "step not run"
+        )
+    return None
 
 
 def _dispatch(call: _Cleared, progress: Callable[[float, float | None, str | None], None] | None) -> ToolResult:
@@ -387,17 +382,25 @@ def _dispatch(call: _Cleared, progress: Callable[[float, float | None, str | Non
         if isinstance(exc, MCPClientError):
             problem = str(exc)
         else:
-            logger.exception("tool call %s: the MCP client pool failed", call.base["tool"])
+            logger.exception("tool call %s: the MCP client pool failed", call.columns["tool"])
             problem = f"{type(exc).__name__}: {exc}"
-        _record_outcome(call.base, "failed", error=problem, duration_ms=duration, intent=call.intent)
+        _outcome_after_the_fact(
+            call.columns,
+            Outcome.FAILED,
+            decision=call.authorization.decision,
+            error=problem,
+            duration_ms=duration,
+            intent=call.intent,
+        )
         return _reported(call, False, redact(f"the tool failed: {problem}"), duration_ms=duration)
     duration = int((time.monotonic() - started) * 1000)
     try:
         content, truncated = cap(redact(render_content(result)))
         ok = not result.is_error
-        _record_outcome(
-            call.base,
-            "succeeded" if ok else "failed",
+        _outcome_after_the_fact(
+            call.columns,
+            Outcome.SUCCEEDED if ok else Outcome.FAILED,
+            decision=call.authorization.decision,
             duration_ms=duration,
             intent=call.intent,
             result_summary=content[:500],
@@ -406,7 +409,7 @@ def _dispatch(call: _Cleared, progress: Callable[[float, float | None, str | Non
         if structured is not None and len(json.dumps(structured, default=str)) > OUTPUT_CAP:
             structured = None  # too big to hand over whole: the capped text stands for it
     except Exception as exc:
-        logger.exception("tool call %s ran, but its result could not be handled", call.base["tool"])
+        logger.exception("tool call %s ran, but its result could not be handled", call.columns["tool"])
         problem = f"the call ran, but Vigilus could not handle its result ({type(exc).__name__}: {exc})"
         return _reported(call, False, redact(problem), duration_ms=duration)
     return _reported(call, ok, content, truncated=truncated, duration_ms=duration, structured=structured)
@@ -416,9 +419,9 @@ def _reported(call: _Cleared, ok: bool, content: str, **details: Any) -> ToolRes
     return ToolResult(
         ok,
         content,
-        call.decision.decision,
+        call.authorization.decision,
         call.intent,
         call.intent_reason,
-        request_id=call.decision.request_id,
+        request_id=call.authorization.request_id,
         **details,
     )

@@ -25,6 +25,7 @@ from django.db.models import Model
 from django.forms import ModelForm
 from django.utils import timezone
 
+from audit.events import AuditEvent
 from audit.services import record
 from tools.errors import HostKeyChanged, HostKeyNotTrusted, InventoryError
 from tools.models import Credential, CredentialKind, DockerEndpoint, Server, WazuhInstance, tag_validator
@@ -121,7 +122,7 @@ def save_credential(
     with transaction.atomic():
         credential.save()
         record(
-            "credential.saved",
+            AuditEvent.CREDENTIAL_SAVED,
             actor=actor,
             target=credential.name,
             username=username,
@@ -167,7 +168,7 @@ def add_server(
         server.credential = credential
         server.save()
         record(
-            "server.added",
+            AuditEvent.SERVER_ADDED,
             actor=actor,
             target=server.name,
             address=server.endpoint,
@@ -187,7 +188,7 @@ def remove_server(server: Server, *, actor: Any = "system") -> None:
         server.delete()
         if credential.name == name and not credential.servers.exists():
             credential.delete()
-        record("server.removed", actor=actor, target=name)
+        record(AuditEvent.SERVER_REMOVED, actor=actor, target=name)
     ssh.connections.forget(name)
 
 
@@ -377,9 +378,9 @@ def test_server(
             Server.objects.filter(pk=server.pk).update(
                 host_key=server.host_key, host_key_fingerprint=server.host_key_fingerprint
             )
-            record("server.host_key_pinned", actor=actor, target=server.name, fingerprint=result.fingerprint)
+            record(AuditEvent.SERVER_HOST_KEY_PINNED, actor=actor, target=server.name, fingerprint=result.fingerprint)
         record(
-            "server.tested",
+            AuditEvent.SERVER_TESTED,
             actor=actor,
             target=server.name,
             outcome="succeeded" if result.ok else "failed",
@@ -448,7 +449,7 @@ def forget_host_key(server: Server, *, actor: Any) -> str:
     forgotten = server.host_key_fingerprint
     with transaction.atomic():
         Server.objects.filter(pk=server.pk).update(host_key="", host_key_fingerprint="")
-        record("server.host_key_forgotten", actor=actor, target=server.name, fingerprint=forgotten)
+        record(AuditEvent.SERVER_HOST_KEY_FORGOTTEN, actor=actor, target=server.name, fingerprint=forgotten)
     server.host_key = server.host_key_fingerprint = ""
     ssh.connections.forget(server.name)
     return forgotten
@@ -481,7 +482,7 @@ def update_server(server: Server, data: dict[str, Any], *, actor: Any) -> Server
         server.full_clean()
         server.save()
         record(
-            "server.updated",
+            AuditEvent.SERVER_UPDATED,
             actor=actor,
             target=server.name,
             address=server.endpoint,
@@ -537,7 +538,7 @@ def check_docker_endpoint(endpoint: DockerEndpoint, *, actor: Any = "system") ->
         result = CheckResult(True, f"{endpoint.name}: {engine_version(endpoint)}")
     except ToolError as exc:
         result = CheckResult(False, f"{endpoint.name}: {redact(str(exc))}")
-    return _record_check("docker_endpoint.tested", result, actor=actor, target=endpoint.name)
+    return _record_check(AuditEvent.DOCKER_ENDPOINT_TESTED, result, actor=actor, target=endpoint.name)
 
 
 def check_wazuh(instance: WazuhInstance, *, actor: Any = "system") -> CheckResult:
@@ -557,7 +558,7 @@ def check_wazuh(instance: WazuhInstance, *, actor: Any = "system") -> CheckResul
         result = CheckResult(False, f"{instance.name}: {redact(str(exc))}")
     finally:
         session.close()
-    return _record_check("wazuh.tested", result, actor=actor, target=instance.name)
+    return _record_check(AuditEvent.WAZUH_TESTED, result, actor=actor, target=instance.name)
 
 
 # --- Targets ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.events import AuditEvent
 from tools import inventory
 from tools.errors import InventoryError
 from tools.inventory_forms import (
@@ -228,7 +229,7 @@ def credential_remove(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Credential {credential.name} is used by {', '.join(users)}: nothing was removed.")
         return redirect("servers")
     try:
-        inventory.delete_audited(credential, "credential.removed", actor=request.user, target=credential.name)
+        inventory.delete_audited(credential, AuditEvent.CREDENTIAL_REMOVED, actor=request.user, target=credential.name)
     except ProtectedError:
         messages.error(request, f"Credential {credential.name} is in use: nothing was removed.")
     else:
@@ -241,11 +242,12 @@ def credential_remove(request: HttpRequest, pk: int) -> HttpResponse:
 
 @dataclass(frozen=True)
 class _Part:
-    """One of the inventory's simple parts: its model and form, the audit event's stem, how to name a row."""
+    """One of the inventory's simple parts: its model and form, what a save and a removal are audited as, how to
+    name a row."""
 
     model: type[Model]
     form_class: type[ModelForm]
-    event: str
+    events: tuple[AuditEvent, AuditEvent]
     noun: str
     kind: str  # the form template's switch
     target_field: str = "name"
@@ -256,7 +258,7 @@ PARTS = {
     "docker": _Part(
         DockerEndpoint,
         DockerEndpointForm,
-        "docker_endpoint",
+        (AuditEvent.DOCKER_ENDPOINT_SAVED, AuditEvent.DOCKER_ENDPOINT_REMOVED),
         "Docker endpoint",
         "docker",
         details=lambda row: {"url": display_url(row.url)},
@@ -264,12 +266,19 @@ PARTS = {
     "wazuh": _Part(
         WazuhInstance,
         WazuhInstanceForm,
-        "wazuh",
+        (AuditEvent.WAZUH_SAVED, AuditEvent.WAZUH_REMOVED),
         "Wazuh instance",
         "wazuh",
         details=lambda row: {"url": display_url(row.api_url)},
     ),
-    "network": _Part(ScanNetwork, ScanNetworkForm, "scan_network", "scan network", "network", target_field="cidr"),
+    "network": _Part(
+        ScanNetwork,
+        ScanNetworkForm,
+        (AuditEvent.SCAN_NETWORK_SAVED, AuditEvent.SCAN_NETWORK_REMOVED),
+        "scan network",
+        "network",
+        target_field="cidr",
+    ),
 }
 
 
@@ -281,7 +290,7 @@ def part_form(request: HttpRequest, part: str, pk: int | None = None) -> HttpRes
     if request.method == "POST" and form.is_valid():
         saved = inventory.save_audited(
             form,
-            f"{spec.event}.saved",
+            spec.events[0],
             actor=request.user,
             target_field=spec.target_field,
             **spec.details(form.instance),
@@ -298,7 +307,7 @@ def part_remove(request: HttpRequest, part: str, pk: int) -> HttpResponse:
     spec = PARTS[part]
     row = get_object_or_404(spec.model, pk=pk)
     target = str(getattr(row, spec.target_field))
-    inventory.delete_audited(row, f"{spec.event}.removed", actor=request.user, target=target)
+    inventory.delete_audited(row, spec.events[1], actor=request.user, target=target)
     messages.success(request, f"Removed {spec.noun} {target}.")
     return redirect("servers")
 

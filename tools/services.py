@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.events import AuditEvent
 from audit.services import record
 from tools.choices import Intent, ReviewState, ServerSource, ServerStatus, Transport
 from tools.intent import COMMAND_LINE_TOOLS
@@ -309,7 +310,7 @@ def save_server(server: MCPServer, *, actor: User) -> MCPServer:
     server.full_clean()
     server.save()
     record(
-        "mcp_server.created" if created else "mcp_server.changed",
+        AuditEvent.MCP_SERVER_CREATED if created else AuditEvent.MCP_SERVER_CHANGED,
         actor=_actor_name(actor),
         server=server.name,
         transport=server.transport,
@@ -325,7 +326,7 @@ def remove_mcp_server(server: MCPServer, *, actor: User) -> None:
     """Remove a server and its tools (and so their assignments); its session is closed."""
     name, tools = server.name, list(server.tools.values_list("qualified_name", flat=True))
     server.delete()
-    record("mcp_server.removed", actor=_actor_name(actor), server=name, tools=tools)
+    record(AuditEvent.MCP_SERVER_REMOVED, actor=_actor_name(actor), server=name, tools=tools)
     transaction.on_commit(lambda: pool().close(name))
 
 
@@ -440,7 +441,7 @@ def _upsert_tools(server: MCPServer, listed: list[Any]) -> tuple[int, list[str]]
                 )
             tool.review_state = ReviewState.CHANGED
             record(
-                "tool.definition_changed",
+                AuditEvent.TOOL_DEFINITION_CHANGED,
                 tool=qualified,
                 server=server.name,
                 previous_hash=tool.definition_hash,
@@ -580,7 +581,7 @@ def review_tool(tool: Tool, *, actor: User, seen_hash: str | None = None) -> Too
     )
     tool.refresh_from_db()
     record(
-        "tool.reviewed",
+        AuditEvent.TOOL_REVIEWED,
         actor=_actor_name(actor),
         tool=tool.qualified_name,
         hash=tool.definition_hash,
@@ -612,5 +613,5 @@ def set_tool_intent(tool: Tool, intent: str | None, *, actor: User) -> Tool:
             ) from None
     Tool.objects.filter(pk=tool.pk).update(intent_override=intent or "")
     tool.refresh_from_db()
-    record("tool.intent_set", actor=_actor_name(actor), tool=tool.qualified_name, intent=intent or "derived")
+    record(AuditEvent.TOOL_INTENT_SET, actor=_actor_name(actor), tool=tool.qualified_name, intent=intent or "derived")
     return tool

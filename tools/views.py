@@ -11,6 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.choices import ActorKind
+from audit.events import AuditEvent
 from audit.services import record
 from tools import services, tasks
 from tools.catalogue import catalogue as tool_catalogue
@@ -118,9 +120,9 @@ def wireguard_config(request: HttpRequest, pk: int) -> HttpResponse:
 
     entry = get_object_or_404(WireGuardClientConfig, pk=pk)
     record(
-        "wireguard.config_downloaded",
+        AuditEvent.WIREGUARD_CONFIG_DOWNLOADED,
         actor=request.user.get_username(),
-        actor_kind="user",
+        actor_kind=ActorKind.USER,
         config=entry.pk,
     )
     response = HttpResponse(entry.config, content_type="text/plain; charset=utf-8")

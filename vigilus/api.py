@@ -33,6 +33,8 @@ from ninja.responses import NinjaJSONEncoder
 from ninja.security import HttpBearer, SessionAuth
 from ninja.throttling import SimpleRateThrottle
 
+from audit.choices import ActorKind
+from audit.events import AuditEvent
 from vigilus.choices import TokenRole
 from vigilus.models import ApiToken
 from vigilus.services import authenticate_token, role_of, token_role
@@ -212,9 +214,9 @@ def audited(run_operation: Callable[..., HttpResponse]) -> Callable[..., HttpRes
             from audit.services import record
 
             record(
-                "api.request",
+                AuditEvent.API_REQUEST,
                 actor=caller.user.username,
-                actor_kind="user",
+                actor_kind=ActorKind.USER,
                 decision="denied" if response.status_code in (401, 403) else "",
                 target=f"{request.method} {request.path}",
                 via=caller.via,  # "token NAME" ("token" as a key would read as a secret's and be masked)

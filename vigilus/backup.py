@@ -43,6 +43,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from audit.events import AuditEvent
 from vigilus import schema
 from vigilus.keyfiles import KEY_FILES, write_private_file
 
@@ -186,7 +187,7 @@ def _audit_backup(output: Path, manifest: dict[str, Any]) -> None:
     head = manifest["audit_chain_head"]
     try:
         record(
-            "backup.created",
+            AuditEvent.BACKUP_CREATED,
             actor="vigilus backup",
             actor_kind=ActorKind.SYSTEM,
             target=str(output),

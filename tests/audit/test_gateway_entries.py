@@ -45,7 +45,7 @@ def test_when_the_decision_cannot_be_written_the_call_does_not_run(monkeypatch: 
 
     monkeypatch.setattr(services, "_append", broken)
     result = gateway.execute("shell__run_command", {"command": "uptime"})
-    assert not result.ok and result.decision == "not_run" and dispatched == []
+    assert not result.ok and result.decision == "error" and dispatched == []
     assert result.content.startswith("the call was not run: its audit entry could not be written (")
     assert "database is locked" in result.content
 

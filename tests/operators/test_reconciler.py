@@ -149,3 +149,53 @@ def test_a_redelivered_copy_takes_over_only_from_a_dead_process_of_the_same_task
         Run.objects.filter(pk=run.pk).update(lease_owner=holder, lease_until=timezone.now() + timedelta(minutes=20))
         assert take_lease(run.pk, copy) is taken, holder
         assert Run.objects.get(pk=run.pk).lease_owner == (copy if taken else holder)
+
+
+@pytest.mark.parametrize("parks_on", ["request", "plan"])
+def test_a_decision_made_while_its_run_was_being_parked_wakes_the_run(
+    operator, model, admin_user, monkeypatch, parks_on: str
+) -> None:
+    """The decision's wake-up found the run held by the task parking it, and was dropped: that task, once it lets
+    go of the run, sends it on itself (without waiting minutes for the reconciler)."""
+    from operators import agent, plans, tasks
+    from operators.choices import PlanStatus
+    from operators.models import Plan, Step, ToolCall
+
+    run = Run.objects.create(task="restart nginx", operator=operator(jit_mode=OperatorJITMode.STRICT))
+    step = Step.objects.create(run=run, number=1)
+    call = ToolCall.objects.create(run=run, step=step, call_id="c1", tool=SHELL, arguments={"command": "true"})
+
+    def parks_while_a_person_decides(run_id: int, expect: object = None) -> agent.Next:
+        if parks_on == "request":
+            request = jit.request_access(
+                operator=run.operator, run_id=run.pk, tool=SHELL, intent="exec", target="", arguments={}
+            )
+            ToolCall.objects.filter(pk=call.pk).update(status="awaiting_approval", access_request=request)
+            Run.objects.filter(pk=run.pk).update(status=RunStatus.AWAITING_APPROVAL)
+            jit.approve(request.pk, actor=admin_user)  # its wake-up finds the run held by this task
+        else:
+            Plan.objects.create(run=run, status=PlanStatus.AWAITING_APPROVAL, expires_at=timezone.now() + LONG_AGO)
+            Run.objects.filter(pk=run.pk).update(status=RunStatus.AWAITING_PLAN_APPROVAL)
+            Plan.objects.filter(run=run).update(status=PlanStatus.APPROVED)
+        return agent.Next.STOP
+
+    sent: list[int] = []
+    monkeypatch.setattr(agent, "step", parks_while_a_person_decides)
+    monkeypatch.setattr(tasks, "enqueue_run", sent.append)
+    monkeypatch.setattr(plans, "_after_decision", lambda plan: None)
+    tasks.advance_run.run(run.pk)
+    assert sent == [run.pk]
+
+    # Still waiting for the person: parking sends nothing.
+    sent.clear()
+    if parks_on == "request":
+        ToolCall.objects.filter(pk=call.pk).update(
+            access_request=jit.request_access(
+                operator=run.operator, run_id=run.pk, tool=SHELL, intent="exec", target="", arguments={"x": 1}
+            )
+        )
+    else:
+        Plan.objects.filter(run=run).update(status=PlanStatus.AWAITING_APPROVAL)
+    monkeypatch.setattr(agent, "step", lambda run_id, expect=None: agent.Next.STOP)
+    tasks.advance_run.run(run.pk)
+    assert sent == []

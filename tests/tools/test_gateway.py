@@ -92,7 +92,7 @@ def test_no_audit_entry_means_no_call(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(gateway, "record", refuse)
     result = gateway.execute("shell__run_command", {"command": "uptime"})
-    assert not result.ok and result.decision == "not_run" and "audit entry could not be written" in result.content
+    assert not result.ok and result.decision == "error" and "audit entry could not be written" in result.content
     assert dispatched == []
 
 
@@ -183,7 +183,7 @@ def test_a_stored_secret_that_cannot_be_decrypted_ends_the_call_not_the_run(
 
     result = gateway.execute("shell__run_command", {"command": "uptime"})
 
-    assert not result.ok and result.decision == "not_run"
+    assert not result.ok and result.decision == "error"
     assert result.content.startswith("the call was not run: ")
     assert "cannot be decrypted with the configured encryption keys" in result.content
     assert dispatched == []
@@ -201,10 +201,10 @@ def test_a_failing_policy_ends_the_call_with_a_tool_error(
     def broken(**kwargs: object) -> None:
         raise LookupError("no site settings row")
 
-    monkeypatch.setattr(gateway.policy, "authorize", broken)
+    monkeypatch.setattr(gateway, "authorize", broken)
     caplog.set_level(logging.INFO, logger="vigilus.audit")
     result = gateway.execute("shell__run_command", {"command": "uptime"})
-    assert not result.ok and result.decision == "not_run"
+    assert not result.ok and result.decision == "error"
     assert "LookupError: no site settings row" in result.content
     assert dispatched == []
     (entry,) = audit_events(caplog)
@@ -219,7 +219,7 @@ def test_an_unwritable_audit_entry_for_a_refused_call_ends_the_call_not_the_run(
 
     monkeypatch.setattr(gateway, "record", refuse)
     result = gateway.execute("nope__tool", {})
-    assert not result.ok and result.decision == "not_run" and "disk full" in result.content
+    assert not result.ok and result.decision == "error" and "disk full" in result.content
 
 
 @pytest.mark.parametrize("failure", [audit_services.AuditWriteError("disk full"), InterfaceError("disk full")])

@@ -222,7 +222,7 @@ def test_plan_true_queues_a_run_in_plan_mode(approver_user: User) -> None:
     client = bearer(token_of(approver_user, "submitter"))
     planned = post(client, "/api/v1/tasks", {"task": "upgrade the lab", "plan": True})
     assert planned.status_code == 201 and planned.json()["plan_mode"] is True and planned.json()["plan"] is None
-    assert planned.json()["turns"] == [{"message": "upgrade the lab", "answer": "", "status": "queued"}]
+    assert planned.json()["turns"] == [{"message": "upgrade the lab", "answer": "", "status": "queued", "by": "bert"}]
     assert post(client, "/api/v1/tasks", {"task": "uptime"}).json()["plan_mode"] is False
 
 

@@ -1,0 +1,93 @@
+"""Every audit event's name, in one place: what `record(...)` writes in an entry's `event` column.
+
+Names are `<what>.<happened>`; the label is what the Audit page shows. A new event is added here first.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuditEvent(models.TextChoices):
+    # The audit log itself and the API
+    TRIGGERS_INSTALLED = "audit.triggers_installed", "Audit log protected (triggers installed)"
+    API_REQUEST = "api.request", "API request"
+    BACKUP_CREATED = "backup.created", "Backup created"
+    # People, settings and tokens
+    USER_CREATED = "user.created", "Person added"
+    USER_ROLE_SET = "user.role_set", "Role changed"
+    USER_DEACTIVATED = "user.deactivated", "Person deactivated"
+    USER_PASSWORD_SET = "user.password_set", "Password set"
+    USER_LOGIN = "user.login", "Logged in"
+    USER_LOGIN_FAILED = "user.login_failed", "Login failed"
+    USER_LOGOUT = "user.logout", "Logged out"
+    USER_SSO_LINKED = "user.sso_linked", "Single sign-on identity linked"
+    USER_SSO_UNLINKED = "user.sso_unlinked", "Single sign-on identity unlinked"
+    SETTINGS_CHANGED = "settings.changed", "Settings changed"
+    TOKEN_CREATED = "token.created", "API token created"
+    TOKEN_REVOKED = "token.revoked", "API token revoked"
+    # Providers and Operators
+    PROVIDER_CREATED = "provider.created", "Provider added"
+    PROVIDER_CHANGED = "provider.changed", "Provider changed"
+    PROVIDER_REMOVED = "provider.removed", "Provider removed"
+    OPERATOR_CREATED = "operator.created", "Operator added"
+    OPERATOR_CHANGED = "operator.changed", "Operator changed"
+    OPERATOR_REMOVED = "operator.removed", "Operator removed"
+    SCHEDULE_ADDED = "schedule.added", "Schedule added"
+    SCHEDULE_REMOVED = "schedule.removed", "Schedule removed"
+    SCHEDULE_ENABLED = "schedule.enabled", "Schedule resumed"
+    SCHEDULE_DISABLED = "schedule.disabled", "Schedule paused"
+    WEBHOOK_ADDED = "webhook.added", "Webhook added"
+    WEBHOOK_REMOVED = "webhook.removed", "Webhook removed"
+    WEBHOOK_ENABLED = "webhook.enabled", "Webhook resumed"
+    WEBHOOK_DISABLED = "webhook.disabled", "Webhook paused"
+    # Runs
+    RUN_SUBMITTED = "run.submitted", "Task given"
+    RUN_CONTINUED = "run.continued", "Reply to a run"
+    RUN_ROUTED = "run.routed", "Run routed"
+    RUN_CANCEL_REQUESTED = "run.cancel_requested", "Run cancel asked"
+    RUN_FINISHED = "run.finished", "Run finished"
+    # Tool calls and the permission gate
+    TOOL_CALL_DECISION = "tool_call.decision", "Tool call decided"
+    TOOL_CALL_OUTCOME = "tool_call.outcome", "Tool call outcome"
+    JIT_REQUESTED = "jit.requested", "Access requested"
+    JIT_AUTO_APPROVED = "jit.auto_approved", "Access auto-approved"
+    JIT_APPROVED = "jit.approved", "Access approved"
+    JIT_DENIED = "jit.denied", "Access denied"
+    JIT_EXPIRED = "jit.expired", "Access request expired"
+    JIT_WITHDRAWN = "jit.withdrawn", "Access request withdrawn"
+    JIT_APPROVAL_REFUSED = "jit.approval_refused", "Approval refused (four eyes)"
+    JIT_REVOKED = "jit.revoked", "Grant revoked"
+    JIT_MODE_CHANGED = "jit.mode_changed", "JIT mode changed"
+    PLAN_PROPOSED = "plan.proposed", "Plan proposed"
+    PLAN_APPROVED = "plan.approved", "Plan approved"
+    PLAN_APPROVAL_REFUSED = "plan.approval_refused", "Plan approval refused (four eyes)"
+    PLAN_REJECTED = "plan.rejected", "Plan rejected"
+    PLAN_EXPIRED = "plan.expired", "Plan expired"
+    PLAN_APPLIED = "plan.applied", "Plan applied"
+    PLAN_FAILED = "plan.failed", "Plan stopped at a failed step"
+    # MCP servers and tools
+    MCP_SERVER_CREATED = "mcp_server.created", "MCP server added"
+    MCP_SERVER_CHANGED = "mcp_server.changed", "MCP server changed"
+    MCP_SERVER_REMOVED = "mcp_server.removed", "MCP server removed"
+    TOOL_DEFINITION_CHANGED = "tool.definition_changed", "Tool definition changed"
+    TOOL_REVIEWED = "tool.reviewed", "Tool reviewed"
+    TOOL_INTENT_SET = "tool.intent_set", "Tool intent set"
+    # The infrastructure inventory
+    SERVER_ADDED = "server.added", "Server added"
+    SERVER_UPDATED = "server.updated", "Server changed"
+    SERVER_REMOVED = "server.removed", "Server removed"
+    SERVER_TESTED = "server.tested", "Server tested"
+    SERVER_HOST_KEY_PINNED = "server.host_key_pinned", "Host key pinned"
+    SERVER_HOST_KEY_FORGOTTEN = "server.host_key_forgotten", "Host key forgotten"
+    CREDENTIAL_SAVED = "credential.saved", "Credential saved"
+    CREDENTIAL_REMOVED = "credential.removed", "Credential removed"
+    DOCKER_ENDPOINT_SAVED = "docker_endpoint.saved", "Docker endpoint saved"
+    DOCKER_ENDPOINT_REMOVED = "docker_endpoint.removed", "Docker endpoint removed"
+    DOCKER_ENDPOINT_TESTED = "docker_endpoint.tested", "Docker endpoint tested"
+    WAZUH_SAVED = "wazuh.saved", "Wazuh instance saved"
+    WAZUH_REMOVED = "wazuh.removed", "Wazuh instance removed"
+    WAZUH_TESTED = "wazuh.tested", "Wazuh instance tested"
+    SCAN_NETWORK_SAVED = "scan_network.saved", "Scan network saved"
+    SCAN_NETWORK_REMOVED = "scan_network.removed", "Scan network removed"
+    WIREGUARD_CONFIG_DOWNLOADED = "wireguard.config_downloaded", "WireGuard config downloaded"
