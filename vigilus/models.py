@@ -128,3 +128,27 @@ class ApiToken(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class SingleSignOnIdentity(models.Model):
+    """The person at the identity provider (`issuer` + `subject`, the ID token's `iss` and `sub`) that a Vigilus user
+    is. A sign-in through the provider finds its user here, never by username (vigilus/oidc/services.py)."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=255, help_text="The provider's issuer URL, without a trailing slash.")
+    subject = models.CharField(max_length=255, help_text="The provider's `sub` for this person: it never changes.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        ordering = ["issuer", "subject"]
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique_subject"),
+            # One identity per user at a provider: linking another means unlinking the first.
+            models.UniqueConstraint(fields=["user", "issuer"], name="sso_identity_one_per_user_and_issuer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

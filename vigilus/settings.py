@@ -13,6 +13,8 @@ import environ
 from kombu import Queue
 
 from vigilus.keyfiles import env_or_file, load_keys
+from vigilus.oidc.config import check_settings as check_sso_settings
+from vigilus.oidc.config import parse_role_map
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -136,6 +138,32 @@ LOGIN_FAILURE_LIMIT = env.int("VIGILUS_LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW = env.int("VIGILUS_LOGIN_FAILURE_WINDOW", default=300)
 # Requests a minute per API token (per person for a dashboard session) under /api/v1/; more get 429.
 API_RATE_LIMIT = env.int("VIGILUS_API_RATE_LIMIT", default=120)
+
+# --- Single sign-on: one OpenID Connect provider (README.md "Single sign-on"; vigilus/oidc/) ----------------------
+# mozilla-django-oidc, not django-allauth: one provider named by the environment needs a backend and two views, not
+# allauth's account models and provider catalogue. The provider's endpoints come from its discovery document, fetched
+# on first use. A configuration that would let nobody in stops the start (vigilus/oidc/config.py).
+OIDC_ISSUER = env.str("VIGILUS_OIDC_ISSUER", default="")
+OIDC_CLIENT_ID = env.str("VIGILUS_OIDC_CLIENT_ID", default="")
+OIDC_CLIENT_SECRET = env_or_file("VIGILUS_OIDC_CLIENT_SECRET") or ""
+OIDC_SCOPES = env.str("VIGILUS_OIDC_SCOPES", default="openid email profile groups")
+OIDC_ROLE_CLAIM = env.str("VIGILUS_OIDC_ROLE_CLAIM", default="groups")
+OIDC_USERNAME_CLAIM = env.str("VIGILUS_OIDC_USERNAME_CLAIM", default="preferred_username")
+OIDC_ROLES = parse_role_map(env.str("VIGILUS_OIDC_ROLES", default=""))  # {group: role}
+OIDC_NAME = env.str("VIGILUS_OIDC_NAME", default="single sign-on")  # the button says "Sign in with ..."
+# A first sign-in whose username names a local account not linked yet links it (once); off: refused with the
+# command that links it (`vigilus users link-sso`).
+OIDC_LINK_EXISTING = env.bool("VIGILUS_OIDC_LINK_EXISTING", default=False)
+# false: no password logins (the dashboard's and the admin's); `vigilus users` still manages people and passwords.
+LOCAL_LOGIN = env.bool("VIGILUS_LOCAL_LOGIN", default=True)
+check_sso_settings(issuer=OIDC_ISSUER, client_id=OIDC_CLIENT_ID, roles=OIDC_ROLES, local_login=LOCAL_LOGIN)
+AUTHENTICATION_BACKENDS = [
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+    *(["vigilus.oidc.backend.OidcBackend"] if OIDC_ISSUER else []),
+]
+# mozilla-django-oidc's own settings (the rest it reads from vigilus.oidc.config).
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc-callback"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("VIGILUS_TIME_ZONE", default="UTC")

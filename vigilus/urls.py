@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from vigilus import api, views
+from vigilus.oidc import views as oidc_views
 
 # Each area's pages, mounted when its app is installed.
 AREA_URLS = [
@@ -19,7 +19,8 @@ AREA_URLS = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", oidc_views.LogoutView.as_view(), name="logout"),  # also ends a single sign-on at the provider
+    path("oidc/", include("vigilus.oidc.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.prometheus_metrics, name="metrics"),
     path("health/panel/", views.health_panel, name="health-panel"),

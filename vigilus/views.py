@@ -25,6 +25,7 @@ from vigilus.forms import (
     add_service_errors,
 )
 from vigilus.models import ApiToken
+from vigilus.oidc import config as oidc_config
 from vigilus.permissions import admin_required
 
 
@@ -38,6 +39,19 @@ class LoginView(auth_views.LoginView):
         if any(e.code == "locked_out" for e in form.non_field_errors().as_data()):
             response.status_code = 429
         return response
+
+    def get_context_data(self, **kwargs: object) -> dict[str, object]:
+        """The password form unless VIGILUS_LOCAL_LOGIN=false, and the single sign-on button when configured."""
+        context = super().get_context_data(**kwargs)
+        sso = oidc_config.current()
+        context["local_login"] = settings.LOCAL_LOGIN
+        context["sso_name"] = sso.name if sso else ""
+        return context
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not settings.LOCAL_LOGIN:  # no password is checked, and no failure counted
+            return self.render_to_response(self.get_context_data(password_login_off=True), status=403)
+        return super().post(request, *args, **kwargs)
 
 
 @login_not_required

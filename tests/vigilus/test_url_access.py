@@ -30,6 +30,8 @@ ANONYMOUS_URL_NAMES = frozenset(
     {
         "login",  # the dashboard's login page
         "admin:login",  # the Django admin's own login page
+        "oidc-authenticate",  # single sign-on's first step: off to the provider (404 while none is configured)
+        "oidc-callback",  # single sign-on's last step: back from the provider, proven by state, nonce and PKCE
         "healthz",  # liveness for Docker and monitoring
         "webhook-receive",  # inbound alerts: refused (403) without the webhook's own token
         "metrics",  # Prometheus: refused (401) without its own bearer token, 404 while none is configured

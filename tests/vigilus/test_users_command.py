@@ -63,7 +63,7 @@ def test_list_json_set_role_and_deactivate() -> None:
     run("set-role", "kim", "--role", "approver")
     run("deactivate", "kim")
     (row,) = [r for r in json.loads(run("list", "--json")) if r["username"] == "kim"]
-    assert row == {"username": "kim", "role": "approver", "active": False, "last_login": None}
+    assert row == {"username": "kim", "role": "approver", "active": False, "last_login": None, "sso_subject": None}
 
 
 def test_first_admin_uses_the_configured_password_and_is_created_once() -> None:

@@ -1,4 +1,5 @@
-"""`vigilus users add|list|set-role|set-password|deactivate`: the people who use Vigilus and their roles."""
+"""`vigilus users add|list|set-role|set-password|deactivate|link-sso|unlink-sso`: the people who use Vigilus, their
+roles, and the identities at the single sign-on provider they are."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.core.management.base import CommandError
 
 from vigilus.choices import Role
 from vigilus.management.base import AreaCommand
+from vigilus.oidc import config as sso_config
+from vigilus.oidc.services import link_identity, unlink_identities
 from vigilus.services import create_user, deactivate_user, role_of, set_password, set_role
 
 
@@ -36,6 +39,17 @@ class Command(AreaCommand):
         )
         deactivate = self.subcommand("deactivate", "Stop a user from logging in (their audit history stays).")
         deactivate.add_argument("username")
+        link = self.subcommand(
+            "link-sso",
+            "Make signing in as an identity at the single sign-on provider (its `sub`) sign in as this user.",
+        )
+        link.add_argument("username")
+        link.add_argument("--subject", required=True, metavar="SUB", help="the provider's `sub` for this person")
+        link.add_argument("--issuer", help="the provider's issuer URL (default: VIGILUS_OIDC_ISSUER)")
+        unlink = self.subcommand(
+            "unlink-sso", "Stop an identity at the single sign-on provider signing in as this user."
+        )
+        unlink.add_argument("username")
 
     def _user(self, username: str) -> User:
         user = User.objects.filter(username=username).first()
@@ -71,15 +85,17 @@ class Command(AreaCommand):
                 "role": (role_of(user) or ""),
                 "active": user.is_active,
                 "last_login": user.last_login.isoformat() if user.last_login else None,
+                "sso_subject": next((identity.subject for identity in user.sso_identities.all()), None),
             }
-            for user in User.objects.order_by("username").prefetch_related("groups")
+            for user in User.objects.order_by("username").prefetch_related("groups", "sso_identities")
         ]
         if json:
             self.print_json(rows)
             return
         for row in rows:
             state = "" if row["active"] else " (deactivated)"
-            self.stdout.write(f"{row['username']:<24} {row['role'] or '-':<10}{state}")
+            linked = f"  single sign-on: {row['sso_subject']}" if row["sso_subject"] else ""
+            self.stdout.write(f"{row['username']:<24} {row['role'] or '-':<10}{state}{linked}")
 
     def handle_set_role(self, *, username: str, role: str, **options: Any) -> None:
         set_role(self._user(username), role, actor=self._actor(options))
@@ -95,3 +111,20 @@ class Command(AreaCommand):
     def handle_deactivate(self, *, username: str, **options: Any) -> None:
         deactivate_user(self._user(username), actor=self._actor(options))
         self.stdout.write(f"{username!r} can no longer log in.")
+
+    def handle_link_sso(self, *, username: str, subject: str, issuer: str | None, **options: Any) -> None:
+        sso = sso_config.current()
+        issuer = issuer or (sso.issuer if sso else "")
+        if not issuer:
+            raise CommandError("Single sign-on is not configured (VIGILUS_OIDC_ISSUER): give --issuer.")
+        identity, created = link_identity(
+            self._user(username), subject=subject, issuer=issuer, actor=self._actor(options)
+        )
+        if created:
+            self.stdout.write(f"Signing in as {identity.subject!r} at {identity.issuer} now signs in {username!r}.")
+        else:
+            self.stdout.write(f"{username!r} was already linked to {identity.subject!r} at {identity.issuer}.")
+
+    def handle_unlink_sso(self, *, username: str, **options: Any) -> None:
+        for identity in unlink_identities(self._user(username), actor=self._actor(options)):
+            self.stdout.write(f"{username!r} is no longer linked to {identity.subject!r} at {identity.issuer}.")
