@@ -34,6 +34,7 @@ from operators import plans
 from operators.choices import CallStatus, PlanStatus, PlanStepStatus, RunStatus
 from operators.live import publish_run
 from operators.models import Plan, PlanStep, Run, Step, ToolCall
+from operators.notices import tell_starter
 from operators.orchestrator import RoutingFailed, route
 from providers.errors import ProviderError
 from vigilus.redaction import masked_values, redact, redact_data, remember_secrets
@@ -279,6 +280,7 @@ def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None
         ToolCall.objects.filter(pk=call.pk).update(
             status=CallStatus.DONE, ok=False, result=f"not run: the run {status}", finished_at=timezone.now()
         )
+    tell_starter(run)
     record(
         AuditEvent.RUN_FINISHED,
         actor=run.operator_name or "system",
@@ -426,6 +428,7 @@ def _call_model(run: Run) -> bool:
     if not completion.tool_calls:
         if run.plan_mode and plans.submit(run, text) is not None:
             _save(run, status=RunStatus.AWAITING_PLAN_APPROVAL)
+            tell_starter(run)
             return False
         _finish(run, RunStatus.COMPLETED, answer=text)
         return False
@@ -547,6 +550,7 @@ def _advance_call(run: Run, call: ToolCall) -> bool:
             access_request_id=result.request_id,
         )
         _save(run, status=RunStatus.AWAITING_APPROVAL)
+        tell_starter(run)
         return False
     dispatched = result.decision in Decision.dispatched()
     _complete_call(

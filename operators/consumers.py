@@ -7,8 +7,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from jit.services import can_approve
 from operators.live import RunTranscript, add_watcher, remove_watcher, render_transcript, run_group
-from vigilus.consumers import CLOSE_UNAUTHENTICATED
 from vigilus.redaction import redact
+from vigilus.websocket_security import CLOSE_UNAUTHENTICATED
 
 
 class RunConsumer(AsyncWebsocketConsumer):

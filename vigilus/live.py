@@ -17,6 +17,11 @@ from vigilus.redaction import redact
 logger = logging.getLogger("vigilus.live")
 
 
+def user_group(user_id: int) -> str:
+    """The group of one person's dashboard sockets: notices meant for them alone."""
+    return f"user.{user_id}"
+
+
 class LiveHtml(TypedDict):
     type: str  # "live.html": the consumer method live_html
     html: str

@@ -1,11 +1,8 @@
+"""Every app's websocket routes, gathered for asgi.py."""
+
 from __future__ import annotations
 
-from django.urls import path
+from jit.routing import websocket_urlpatterns as jit_routes
+from operators.routing import websocket_urlpatterns as operators_routes
 
-from operators.consumers import RunConsumer
-from vigilus.consumers import DashboardConsumer
-
-websocket_urlpatterns = [
-    path("ws/", DashboardConsumer.as_asgi()),
-    path("ws/runs/<int:run_id>/", RunConsumer.as_asgi()),
-]
+websocket_urlpatterns = [*jit_routes, *operators_routes]

@@ -14,6 +14,9 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+# Close codes in the 4000 range are the application's own: a socket without a logged-in, active person.
+CLOSE_UNAUTHENTICATED = 4401
+
 
 def _header(scope: dict, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):

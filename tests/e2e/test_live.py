@@ -123,6 +123,11 @@ def test_an_approver_on_a_phone_approves_what_a_run_asks_and_the_run_page_comple
 
     expect(status_of(page)).to_have_text("Completed", timeout=30_000)
     expect(page.locator("#transcript .answer")).to_contain_text("nginx restarted")
+    # The person who gave the task hears it finished, wherever they are in the dashboard; the approver does not.
+    notice = page.locator("#live-notices .notice")
+    expect(notice).to_have_text(f"Run #{run.pk} ({strict.name}) completed")
+    expect(notice.get_by_role("link")).to_have_attribute("href", f"/runs/{run.pk}/")
+    expect(approvals.locator("#live-notices .notice")).to_have_count(0)
     expect(approvals.locator("#pending-requests")).to_contain_text("Nothing is waiting")
     expect(approvals.locator("#approval-count")).to_have_text("0")
     assert was_not_reloaded(page) and was_not_reloaded(approvals)

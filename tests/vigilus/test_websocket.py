@@ -110,3 +110,25 @@ def test_an_idle_socket_stays_open_past_the_layers_blocking_read(
         publish_html(f"user.{viewer_user.pk}", "<div>after a quiet while</div>")
     assert socket.receive_text() == "<div>after a quiet while</div>"
     assert not [r for r in caplog.records if r.exc_info or "Timeout" in r.getMessage()]
+
+
+def test_the_person_who_started_a_run_hears_it_finished_and_nobody_else(
+    open_socket: Any, viewer_user: User, admin_user: User
+) -> None:
+    from operators.choices import RunStatus
+    from operators.models import Run
+    from operators.notices import tell_starter
+
+    viewers_socket = open_socket(user=viewer_user)
+    admins_socket = open_socket(user=admin_user)
+    mine = Run.objects.create(task="check the disks", status=RunStatus.COMPLETED, started_by=viewer_user)
+    scheduled = Run.objects.create(task="nightly", status=RunStatus.FAILED)  # nobody started it: nobody is told
+
+    with transaction.atomic():
+        tell_starter(scheduled)
+        tell_starter(mine)
+
+    notice = viewers_socket.receive_text()
+    assert f'href="/runs/{mine.pk}/"' in notice and f"Run #{mine.pk} completed" in notice
+    assert 'id="live-notices"' in notice and 'role="status"' in notice
+    assert viewers_socket.receives_nothing() and admins_socket.receives_nothing()

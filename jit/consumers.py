@@ -1,5 +1,6 @@
-"""The dashboard's websocket: each logged-in person receives their own live events (group user.<id>),
-and approvers the pending access requests (group approvals)."""
+"""The dashboard's socket (/ws/, on every page): approvers receive the pending access requests and plans (group
+approvals), and each person the notices meant for them alone (group user.<id>: their run finished, or waits for a
+decision)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from jit.live import APPROVALS_GROUP, PendingRequests, render_pending
 from jit.services import can_approve
+from vigilus.live import LiveHtml, user_group
 from vigilus.redaction import redact
-
-# Close codes in the 4000 range are the application's own.
-CLOSE_UNAUTHENTICATED = 4401
+from vigilus.websocket_security import CLOSE_UNAUTHENTICATED
 
 
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
-
-
-class DashboardConsumer(AsyncJsonWebsocketConsumer):
+class ApprovalsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
@@ -38,13 +34,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: dict, **kwargs: object) -> None:
         """The dashboard only listens; anything sent is ignored."""
 
-    async def live_html(self, event: dict) -> None:
+    async def live_html(self, event: LiveHtml) -> None:
         """An htmx out-of-band swap: the html is sent as it is (the sender redacted it)."""
         await self.send(text_data=event["html"])
 
     async def approvals_pending(self, event: PendingRequests) -> None:
-        """The pending requests; a person the four-eyes rule bars from approving one of them gets their own
-        render (that Approve button disabled, saying why)."""
+        """The pending requests and plans; a person the four-eyes rule bars from approving one of them gets their
+        own render (that Approve button disabled, saying why)."""
         if self.scope["user"].pk not in event["starters"]:
             await self.send(text_data=event["html"])
             return
