@@ -1,4 +1,4 @@
-"""The Approvals page: pending requests, decided live without a page reload."""
+"""The Approvals page: pending requests, decided live without a page reload, and pending plans."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from jit import services
 from jit.forms import ApproveForm, DenyForm
+from jit.live import pending_context
 from jit.models import AccessRequest, Grant
-from vigilus.services import site_settings
 
 
 def _approver_only(request: HttpRequest) -> None:
@@ -20,9 +20,7 @@ def _approver_only(request: HttpRequest) -> None:
 
 
 def _page(request: HttpRequest) -> HttpResponse:
-    context = {
-        "pending": AccessRequest.objects.pending().select_related("operator").with_run_starter(),
-        "four_eyes": site_settings().four_eyes_approvals,
+    context = pending_context(user=request.user) | {
         "recent": AccessRequest.objects.exclude(status="pending").select_related("decided_by")[:20],
         "grants": Grant.objects.live().order_by("-issued_at")[:50],
         "approve_form": ApproveForm(),

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from django import forms
 from django.forms.boundfield import BoundWidget
 
-from operators.models import Operator
+from operators.models import Operator, Plan
 from tools.choices import Intent
 from tools.intent import effective_intent_label
 from tools.models import Tool
@@ -66,6 +68,7 @@ class OperatorForm(forms.ModelForm):
             "tools",
             "ceiling",
             "jit_mode",
+            "plan_first",
             "max_steps",
             "token_budget",
             "cost_budget",
@@ -159,6 +162,12 @@ class TaskForm(forms.Form):
     operator = forms.ModelChoiceField(
         queryset=Operator.objects.enabled(), required=False, empty_label="Let the orchestrator choose"
     )
+    plan_mode = forms.BooleanField(
+        label="Plan first",
+        required=False,
+        help_text="Read calls run; every other call becomes a step of a plan you review and approve as a whole "
+        "before any of it runs.",
+    )
 
 
 class ScheduleForm(forms.Form):
@@ -175,4 +184,73 @@ class WebhookForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
         help_text="What the Operator should do with each alert.",
+    )
+
+
+class PlanDecisionForm(forms.Form):
+    """A decision on the plan the page showed: `plan` is its number, so a page left open on an earlier plan
+    cannot decide a newer one it never showed."""
+
+    id_prefix = "plan"  # of its fields' ids: the Approve and Reject forms share a page
+    plan = forms.IntegerField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, shown: Plan | None, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"{self.id_prefix}-%s")
+        super().__init__(*args, **kwargs)
+        self.shown = shown
+        if shown is not None:
+            self.fields["plan"].initial = shown.number
+
+    def clean_plan(self) -> int:
+        number = self.cleaned_data["plan"]
+        if self.shown is None or number != self.shown.number:
+            raise forms.ValidationError(
+                "This page showed an earlier plan; the run has a new one now. Review it before you decide."
+            )
+        return number
+
+
+class PlanApproveForm(PlanDecisionForm):
+    """Approve the plan as a whole: each step's "run this step" box comes ticked; a step left unticked is skipped."""
+
+    id_prefix = "approve"
+    run_steps = forms.TypedMultipleChoiceField(coerce=int, required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args: Any, shown: Plan | None, **kwargs: Any) -> None:
+        super().__init__(*args, shown=shown, **kwargs)
+        self.indexes = [step.index for step in shown.steps.all()] if shown is not None else []
+        self.fields["run_steps"].choices = [(index, f"Run step {index}") for index in self.indexes]
+        self.fields["run_steps"].initial = self.indexes
+
+    def ticked(self) -> set[int]:
+        """The steps whose box is ticked as the person left them (all of them on a fresh form)."""
+        if not self.is_bound:
+            return set(self.indexes)
+        data = self.data
+        ticked = set()
+        for value in data.getlist("run_steps") if hasattr(data, "getlist") else data.get("run_steps", ()):
+            with suppress(ValueError):
+                ticked.add(int(value))
+        return ticked
+
+    def skipped(self) -> list[int]:
+        return sorted(set(self.indexes) - set(self.cleaned_data["run_steps"]))
+
+
+class PlanRejectForm(PlanDecisionForm):
+    id_prefix = "reject"
+    reason = forms.CharField(
+        label="Why reject it",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say why the plan is rejected; it is kept with the run."},
+        help_text="Nothing in the plan runs and the run ends; the reason is kept with it.",
+    )
+
+
+class ReplyForm(forms.Form):
+    text = forms.CharField(
+        label="Reply",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "e.g. good, now restart it"}),
+        error_messages={"required": "Say what to do next."},
+        help_text="The same Operator goes on with the whole conversation; its new steps are added to this run.",
     )

@@ -213,6 +213,12 @@ class ToolCall(models.Model):
         return self.arguments if self.sealed_arguments is None else self.sealed_arguments
 
 
+class PlanQuerySet(models.QuerySet):
+    def awaiting(self) -> PlanQuerySet:
+        """Plans waiting for a person, not yet expired."""
+        return self.filter(status=PlanStatus.AWAITING_APPROVAL, expires_at__gt=timezone.now())
+
+
 class Plan(models.Model):
     """The write/exec/elevate calls a run in plan mode asked for, recorded and not run, decided as a whole."""
 
@@ -227,6 +233,8 @@ class Plan(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PlanQuerySet.as_manager()
 
     class Meta:
         ordering = ["run", "number"]

@@ -69,6 +69,7 @@ def save_operator(operator: Operator, *, actor: User, tools: list[Tool] | None =
         target=operator.name,
         ceiling=operator.ceiling,
         jit_mode=operator.jit_mode,
+        plan_first=operator.plan_first,
         tools=sorted(t.qualified_name for t in operator.tools.all()),
     )
     return operator

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import messages
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from jit.services import four_eyes_refusal
-from operators import agent, entrypoints, services
+from jit.services import can_approve
+from operators import agent, entrypoints, plans, services
 from operators.choices import RunStatus, TaskSource
-from operators.forms import OperatorForm, ScheduleForm, TaskForm, WebhookForm
-from operators.live import run_group
-from operators.models import Operator, Run, Schedule, Webhook
+from operators.forms import (
+    OperatorForm,
+    PlanApproveForm,
+    PlanRejectForm,
+    ReplyForm,
+    ScheduleForm,
+    TaskForm,
+    WebhookForm,
+)
+from operators.live import run_group, run_page_context
+from operators.models import Operator, Plan, Run, Schedule, Webhook
 from vigilus.forms import add_service_errors
 from vigilus.permissions import admin_required
 from vigilus.services import is_admin
@@ -59,6 +73,7 @@ def tasks(request: HttpRequest) -> HttpResponse:
                 source=TaskSource.DASHBOARD,
                 operator=form.cleaned_data["operator"],
                 started_by=request.user,
+                plan_mode=form.cleaned_data["plan_mode"],
             )
             return redirect("run-detail", pk=run.pk)
     runs = Run.objects.all()
@@ -84,11 +99,104 @@ def services_can_submit(request: HttpRequest) -> bool:
     return role_of(request.user) in (Role.ADMIN, Role.APPROVER)
 
 
+def _run_page(request: HttpRequest, run: Run, *, status: int = 200, **forms: Any) -> HttpResponse:
+    """The run page for this person; `forms`: bound forms shown as the person left them, with their errors."""
+    context = run_page_context(run, approver=can_approve(request.user), user=request.user, **forms)
+    return render(request, "operators/run.html", context | {"group": run_group(run.pk)}, status=status)
+
+
+def _partial(request: HttpRequest, run: Run, template: str, **forms: Any) -> HttpResponse:
+    """One live part of the run page (plan.html or transcript.html) for an htmx post: always 200, so htmx swaps
+    it in, errors included."""
+    context = run_page_context(run, approver=can_approve(request.user), user=request.user, **forms)
+    return HttpResponse(render_to_string(f"operators/partials/{template}", context, request=request))
+
+
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_page(request, get_object_or_404(Run, pk=pk))
+
+
+def _decide_plan(
+    request: HttpRequest, run: Run, form: PlanApproveForm | PlanRejectForm, decide: Callable[[], str], *, name: str
+) -> HttpResponse:
+    """Approve or Reject: `decide` calls the service and says what it did. On success the plan as it now stands
+    (htmx) or the run page at the plan; refused, the error next to the form, the form as the person left it."""
+    status = 400
+    if form.is_valid():
+        try:
+            done = decide()
+        except PermissionDenied as exc:  # not an approver, or the four-eyes rule (FourEyesRefused)
+            form.add_error(None, str(exc))
+            status = 403
+        except plans.PlanDecisionConflict as exc:  # decided, expired or withdrawn meanwhile
+            add_service_errors(form, exc)
+            status = 409
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            if request.htmx:
+                return _partial(request, run, "plan.html")
+            messages.success(request, done)
+            return redirect(reverse("run-detail", args=[run.pk]) + "#plan")
+    if request.htmx:
+        return _partial(request, run, "plan.html", **{name: form})
+    return _run_page(request, run, status=status, **{name: form})
+
+
+@require_POST
+def run_plan_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve the run's plan as a whole; the steps left unticked are skipped."""
     run = get_object_or_404(Run, pk=pk)
-    context = {"run": run, "group": run_group(run.pk), "four_eyes_refusal": four_eyes_refusal(run.pk, request.user)}
-    return render(request, "operators/run.html", context)
+    form = PlanApproveForm(request.POST, shown=_shown_plan(run))
+
+    def approve() -> str:
+        plan = plans.approve(run.pk, actor=request.user, skip=form.skipped())
+        ran = len(form.cleaned_data["run_steps"])
+        return f"Approved plan {plan.number}: {ran} step{pluralize(ran)} run now, in order."
+
+    return _decide_plan(request, run, form, approve, name="approve_form")
+
+
+@require_POST
+def run_plan_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    """Reject the run's plan with a reason: nothing in it runs, and the run ends."""
+    run = get_object_or_404(Run, pk=pk)
+    form = PlanRejectForm(request.POST, shown=_shown_plan(run))
+
+    def reject() -> str:
+        plan = plans.reject(run.pk, actor=request.user, reason=form.cleaned_data["reason"])
+        return f"Rejected plan {plan.number}: nothing in it runs."
+
+    return _decide_plan(request, run, form, reject, name="reject_form")
+
+
+def _shown_plan(run: Run) -> Plan:
+    plan = plans.latest(run)
+    if plan is None:
+        raise Http404(f"Run #{run.pk} has no plan.")
+    return plan
+
+
+@require_POST
+def run_reply(request: HttpRequest, pk: int) -> HttpResponse:
+    """A person's reply to a finished run: the same Operator goes on with the whole conversation."""
+    if not services_can_submit(request):
+        raise PermissionDenied("Viewers cannot give tasks or reply to runs.")
+    run = get_object_or_404(Run, pk=pk)
+    form = ReplyForm(request.POST)
+    if form.is_valid():
+        try:
+            services.continue_run(run, form.cleaned_data["text"], source=TaskSource.DASHBOARD, started_by=request.user)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            url = reverse("run-detail", args=[run.pk])
+            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    run.refresh_from_db()
+    if request.htmx:
+        return _partial(request, run, "transcript.html", reply_form=form)
+    return _run_page(request, run, status=400, reply_form=form)
 
 
 @require_POST

@@ -115,16 +115,14 @@ def pending_approvals() -> Iterator[Metric]:
 
 
 def pending_plans() -> Iterator[Metric]:
-    from django.utils import timezone
     from prometheus_client.core import GaugeMetricFamily
 
-    from operators.choices import PlanStatus
     from operators.models import Plan
 
     yield GaugeMetricFamily(
         "vigilus_pending_plans",
         "Plans waiting for a person to approve or reject them as a whole (not yet expired).",
-        Plan.objects.filter(status=PlanStatus.AWAITING_APPROVAL, expires_at__gt=timezone.now()).count(),
+        Plan.objects.awaiting().count(),
     )
 
 
