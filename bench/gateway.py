@@ -137,7 +137,7 @@ def measure() -> list[tuple[str, list[float], list[float], list[float]]]:
     from mcp import StdioServerParameters
 
     from tools.mcp_client import pool
-    from tools.servers import build_builtin_server
+    from tools.servers.registry import build_builtin_server
     from tools.services import discover_all
 
     discover_all()

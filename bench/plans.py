@@ -2,8 +2,9 @@
 
 The example (issue 21): `apt update && apt upgrade -y` on five hosts, then restarting two services. The hosts
 are five real OpenSSH servers on 127.0.0.1 (tests/infra/sshd.py, as the SSH tests and bench/ssh_fanout.py
-start them), added to the inventory and their host keys pinned (tools.inventory.add_server / test_server,
-what `manage.py servers add` and `servers test --trust-host-key` call), logged into as the farm's plain user.
+start them), added to the inventory and their host keys pinned (tools.inventory.services.add_server and
+tools.inventory.connections.test_server, what `manage.py servers add` and `servers test --trust-host-key`
+call), logged into as the farm's plain user.
 Nothing on this machine is upgraded or restarted: `apt` on the hosts' PATH is the SSH tests' shim and
 `systemctl` one made here beside it; each records its call per sshd port, and every run is checked to have
 reached exactly the five hosts with both apt commands and the two restarts, once each.
@@ -148,7 +149,8 @@ def start_hosts(work: Path) -> Any:
 
 def add_inventory(farm: Any) -> dict[int, str]:
     """The hosts as inventory servers bench1..bench5 tagged `bench`, host keys pinned; returns port -> name."""
-    from tools.inventory import add_server, test_server
+    from tools.inventory.connections import test_server
+    from tools.inventory.services import add_server
 
     key_text = farm.client_key.read_text()
     names = {}

@@ -172,7 +172,8 @@ def start_lab(work: Path) -> Lab:
 
 def add_inventory(lab: Lab) -> None:
     """The 20 hosts as inventory servers tagged `bench`, their host keys pinned by a first test."""
-    from tools.inventory import add_server, test_server
+    from tools.inventory.connections import test_server
+    from tools.inventory.services import add_server
 
     key_text = lab.key.read_text()
     for i, port in enumerate(lab.ports):
@@ -207,7 +208,7 @@ def check_fan_out(structured: dict | None, where: str) -> None:
 def bench_vigilus_mcp(n: int) -> list[Row]:
     from mcp import Client
 
-    from tools.servers import build_builtin_server
+    from tools.servers.registry import build_builtin_server
     from tools.servers.ssh import connections
 
     arguments = {"command": COMMAND, "target": TAG}

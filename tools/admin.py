@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from audit.events import AuditEvent
 from audit.services import record
-from tools.inventory_forms import CredentialAdminForm, DockerEndpointForm, ScanNetworkForm, WazuhInstanceForm
+from tools.inventory.forms import CredentialAdminForm, DockerEndpointForm, ScanNetworkForm, WazuhInstanceForm
 from tools.models import (
     Credential,
     DockerEndpoint,
@@ -132,12 +132,12 @@ class AuditedAdmin(admin.ModelAdmin):
     target_field = "name"
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        from tools.inventory import save_audited
+        from tools.inventory.services import save_audited
 
-        save_audited(form, self.audit_events[0], actor=request.user, target_field=self.target_field, via="admin")
+        save_audited(obj, self.audit_events[0], actor=request.user, target_field=self.target_field, via="admin")
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        from tools.inventory import delete_audited
+        from tools.inventory.services import delete_audited
 
         target = str(getattr(obj, self.target_field))
         delete_audited(obj, self.audit_events[1], actor=request.user, target=target, via="admin")
@@ -164,7 +164,7 @@ class CredentialAdmin(AuditedAdmin):
         return ", ".join(obj.servers.values_list("name", flat=True)) or "-"
 
     def save_model(self, request: HttpRequest, obj: Credential, form: Any, change: bool) -> None:
-        from tools.inventory import save_credential
+        from tools.inventory.services import save_credential
 
         data = form.cleaned_data
         private_key = data.get("private_key") or ""
@@ -213,19 +213,19 @@ class ServerAdmin(admin.ModelAdmin):
             ssh.connections.forget(old_name)
 
     def delete_model(self, request: HttpRequest, obj: Server) -> None:
-        from tools.inventory import remove_server
+        from tools.inventory.services import remove_server
 
         remove_server(obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from tools.inventory import remove_server
+        from tools.inventory.services import remove_server
 
         for obj in queryset.select_related("credential"):
             remove_server(obj, actor=request.user)
 
     @admin.action(description="Forget pinned key (the next test asks to confirm the offered key)")
     def forget_pinned_key(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from tools.inventory import forget_host_key
+        from tools.inventory.connections import forget_host_key
 
         for server in queryset:
             forget_host_key(server, actor=request.user)

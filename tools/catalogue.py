@@ -9,8 +9,9 @@ from django.db.models import Q
 
 from tools import services
 from tools.choices import Intent, ReviewState
-from tools.intent import COMMAND_LINE_TOOLS, base_intent, effective_intent_label
+from tools.intent import base_intent, effective_intent_label
 from tools.models import MCPServer, Tool
+from tools.servers.registry import classified_per_call
 
 # What `tools.intent.effective_intent_label` says of command-line tools.
 PER_CALL = "per call"
@@ -63,7 +64,7 @@ def catalogue(*, server: str = "", intent: str = "", review_state: str = "", sea
         if intent and effective_intent_label(tool) != intent:
             continue
         base, why = base_intent(tool)
-        row = CatalogueRow(tool=tool, intent=base, why=why, per_call=tool.qualified_name in COMMAND_LINE_TOOLS)
+        row = CatalogueRow(tool=tool, intent=base, why=why, per_call=classified_per_call(tool.qualified_name))
         if tool.review_state != ReviewState.REVIEWED:  # what a person accepts by reviewing it
             row.current = services.current_definition_text(tool)
             row.changes = services.definition_changes(tool) if tool.withdrawn else None

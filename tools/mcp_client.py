@@ -152,7 +152,7 @@ class ServerSpec:
         """What mcp.Client connects to for this transport. `on_response` is an HTTP client response hook; `errlog`
         a stdio server's stderr (by default this process's own)."""
         if self.transport == Transport.BUILTIN:
-            from tools.servers import build_builtin_server
+            from tools.servers.registry import build_builtin_server
 
             return build_builtin_server(self.name)
         if self.transport == Transport.STDIO:

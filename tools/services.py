@@ -20,9 +20,9 @@ from django.utils import timezone
 from audit.events import AuditEvent
 from audit.services import record
 from tools.choices import Intent, ReviewState, ServerSource, ServerStatus, Transport
-from tools.intent import COMMAND_LINE_TOOLS
 from tools.mcp_client import MCPClientError, ServerSpec, pool
 from tools.models import QUALIFIER, MCPServer, Tool
+from tools.servers.registry import BUILTIN_SERVERS, classified_per_call
 
 logger = logging.getLogger("vigilus.tools")
 
@@ -267,8 +267,6 @@ def sync_configured_servers() -> DiscoveryReport:
     is applied) and the entries skipped for their name. Every other entry is applied on its own: a usable one
     creates or updates its row; an unusable one marks its row misconfigured (creating it, disabled, if needed).
     A row whose entry left the file is disabled, not deleted."""
-    from tools.servers import BUILTIN_SERVERS
-
     for name in BUILTIN_SERVERS:
         MCPServer.objects.update_or_create(
             name=name,
@@ -592,7 +590,7 @@ def review_tool(tool: Tool, *, actor: User, seen_hash: str | None = None) -> Too
 
 def intent_refusal(tool: Tool) -> str:
     """Why a person may not set this tool's intent ('' when they may)."""
-    if tool.qualified_name in COMMAND_LINE_TOOLS:
+    if classified_per_call(tool.qualified_name):
         return f"{tool.qualified_name} is classified per call from its command line; it takes no intent."
     return ""
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tools import inventory_views, views
+from tools import views
+from tools.inventory import views as inventory_views
 
 urlpatterns = [
     path("", views.catalogue, name="tools"),

@@ -22,8 +22,9 @@ from tests.infra.docker_engine import PodmanEngine, docker_engine_fixture  # noq
 from tools.choices import Intent, Transport
 from tools.intent import classify_call
 from tools.models import DockerEndpoint, MCPServer, Tool
-from tools.servers import build_builtin_server
-from tools.servers.docker import call_intent, forget_clients, tls_parent_dir
+from tools.servers.docker.engine import forget_clients, tls_parent_dir
+from tools.servers.docker.intent import call_intent
+from tools.servers.registry import build_builtin_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine_independent]
 
@@ -160,7 +161,7 @@ def test_an_unreachable_tls_endpoint_fails_clearly_and_leaves_no_key_file_behind
 
 
 def test_tls_material_is_written_privately_for_the_client() -> None:
-    from tools.servers.docker import _tls_config
+    from tools.servers.docker.engine import _tls_config
 
     endpoint = DockerEndpoint(
         name="tls",

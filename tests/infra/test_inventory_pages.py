@@ -17,7 +17,7 @@ from audit.models import AuditEntry
 from tests.fakes.wazuh import API_PASSWORD, API_USERNAME, FakeWazuh
 from tests.infra import sshd
 from tests.infra.docker_engine import PodmanEngine, docker_engine_fixture  # noqa: F401 - the fixture
-from tools.inventory import add_server, save_credential
+from tools.inventory.services import add_server, save_credential
 from tools.models import (
     Credential,
     CredentialKind,

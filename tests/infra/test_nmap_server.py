@@ -17,8 +17,8 @@ from mcp_types import CallToolResult
 from tests.infra.requires import require_program
 from tools.choices import Intent
 from tools.models import ScanNetwork
-from tools.servers import build_builtin_server
 from tools.servers.nmap import call_intent
+from tools.servers.registry import build_builtin_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine_independent]
 

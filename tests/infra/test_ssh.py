@@ -21,7 +21,7 @@ from jit.models import AccessRequest
 from tests.infra import sshd
 from tools import gateway
 from tools.models import Credential, Server
-from tools.servers import build_builtin_server
+from tools.servers.registry import build_builtin_server
 from tools.servers.ssh import connections
 from tools.services import discover_all
 

@@ -25,8 +25,8 @@ from tests.fakes.wazuh import (
     temporary_certificates,
 )
 from tools.models import WazuhInstance
-from tools.servers import build_builtin_server
 from tools.servers.common import OUTPUT_LIMIT
+from tools.servers.registry import build_builtin_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine_independent, pytest.mark.django_db(transaction=True)]
 

@@ -30,7 +30,7 @@ from tests.infra.netns import (
 from tests.infra.requires import require_program
 from tools.choices import Intent
 from tools.models import WireGuardClientConfig
-from tools.servers import build_builtin_server
+from tools.servers.registry import build_builtin_server
 from tools.servers.wireguard import WG_QUICK_CONFIG_DIR, call_intent
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine_independent]

@@ -182,7 +182,9 @@ def test_a_decision_made_while_its_run_was_being_parked_wakes_the_run(
     sent: list[int] = []
     monkeypatch.setattr(agent, "step", parks_while_a_person_decides)
     monkeypatch.setattr(tasks, "enqueue_run", sent.append)
+    # The decisions' own wake-ups are the ones that were lost: none may reach a worker (it would run the run on).
     monkeypatch.setattr(plans, "_after_decision", lambda plan: None)
+    monkeypatch.setattr(jit, "_after_decision", lambda request: None)
     tasks.advance_run.run(run.pk)
     assert sent == [run.pk]
 

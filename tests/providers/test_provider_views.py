@@ -150,7 +150,8 @@ def test_the_web_process_does_not_load_litellm_or_the_infrastructure_libraries()
     code = (
         "import django, sys; django.setup(); "
         "import vigilus.asgi, vigilus.urls, providers.views, providers.forms, providers.admin, providers.client, "
-        "tools.inventory_views, tools.admin, tools.inventory; "
+        "tools.inventory.views, tools.admin, tools.inventory.services, tools.inventory.connections, "
+        "tools.inventory.checks, tools.inventory.targets; "
         "print(any(m in sys.modules for m in ('litellm', 'paramiko', 'docker', 'mcp.server')))"
     )
     result = subprocess.run(

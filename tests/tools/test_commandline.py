@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tools.choices import Intent
-from tools.command_rules import READ_RULES, sed_script_effects
-from tools.commandline import CommandClassification, classify_command, protected_path_in, quote_word
+from tools.intent.commandline import CommandClassification, classify_command, quote_word
+from tools.intent.paths import protected_path_in
+from tools.intent.rules import READ_RULES
+from tools.intent.sed import sed_script_effects
 
 R, W, X, E = Intent.READ, Intent.WRITE, Intent.EXEC, Intent.ELEVATE
 # A copy of the contract checks' sample corpus (shared/checks/sample_corpus.json).

@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
 from tests.conftest import ROOT
-from tools.servers import build_builtin_server
+from tools.servers.registry import build_builtin_server
 
 READ_ONLY_TOOLS = {"read_file", "list_directory", "search_files", "stat"}
 CHANGING_TOOLS = {"write_file", "move", "delete"}

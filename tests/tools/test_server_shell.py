@@ -17,8 +17,8 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
 from tests.conftest import ROOT
-from tools.servers import UnknownBuiltinServer, build_builtin_server
 from tools.servers.common import OUTPUT_LIMIT
+from tools.servers.registry import UnknownBuiltinServer, build_builtin_server
 
 
 def run(arguments: dict[str, Any]) -> CallToolResult:
@@ -127,12 +127,12 @@ def test_a_failing_stage_of_a_read_pipeline_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_command_that_cannot_be_classified_never_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import tools.commandline
+    import tools.intent.commandline
 
     def broken(command: str) -> None:
         raise ValueError("classifier bug")
 
-    monkeypatch.setattr(tools.commandline, "classify_command", broken)
+    monkeypatch.setattr(tools.intent.commandline, "classify_command", broken)
     marker = tmp_path / "ran"
     result = run({"command": f"touch {marker}"})
     assert result.is_error

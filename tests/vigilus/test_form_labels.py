@@ -12,7 +12,7 @@ from audit.forms import AuditFilterForm
 from operators.forms import OperatorForm, ScheduleForm, TaskForm, WebhookForm
 from providers.forms import ProviderForm
 from tools.forms import MCPServerForm, ToolFilterForm, ToolIntentForm
-from tools.inventory_forms import (
+from tools.inventory.forms import (
     CredentialForm,
     DockerEndpointForm,
     ScanNetworkForm,

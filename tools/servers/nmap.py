@@ -8,7 +8,7 @@ to here, so a second lookup by nmap cannot lead it elsewhere, and nothing the mo
 nmap option. nmap runs from an argv list (no shell) with `-oX -`; its XML is parsed into the result.
 
 Scans are read, except two things that are not: NSE scripts run code, and an output file writes to disk.
-`call_intent` raises such calls to exec for the gateway (tools.intent.CALL_INTENT_RULES).
+`call_intent` raises such calls to exec for the gateway (tools.servers.registry).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The `shell` built-in server: one tool, `run_command`, that runs a command on the Vigilus host.
 
 What was classified is what runs: the command is classified here with the same parser the gateway
-uses (tools.commandline). A `read` command runs from its parsed argv, stage by stage, without a
+uses (tools.intent.commandline). A `read` command runs from its parsed argv, stage by stage, without a
 shell: its words cannot expand, substitute or redirect. Anything else runs under `/bin/sh -c`, which
 the gateway only dispatches with a human's (or lenient policy's) grant. The data directory is refused
 at every intent, before anything starts. Each run gets its own process group(s), killed on timeout.
@@ -107,7 +107,8 @@ async def run_command(
     and how long it took. Read-only commands (ls, cat, grep, ps, df, pipelines of such) run directly from
     their parsed words, without a shell; other commands run under /bin/sh and need approval. The command and
     everything it starts is killed when the timeout passes. The Vigilus data directory is off limits."""
-    from tools.commandline import classify_command, protected_path_in
+    from tools.intent.commandline import classify_command
+    from tools.intent.paths import protected_path_in
 
     workdir = _working_directory(cwd)
     try:

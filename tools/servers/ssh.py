@@ -31,6 +31,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from tools.choices import Intent
+from tools.errors import InventoryError
 from tools.servers.common import OUTPUT_LIMIT, CappedBuffer, Refused, add_tool
 
 DEFAULT_TIMEOUT = 120.0
@@ -65,7 +66,7 @@ class Connections:
             return self._locks.setdefault(name, threading.Lock())
 
     def get(self, server: Any, *, timeout: float) -> paramiko.SSHClient:
-        from tools.inventory import connect
+        from tools.inventory.connections import connect
 
         snapshot = _snapshot(server)
         with self._server_lock(server.name):
@@ -143,8 +144,6 @@ def _open_channel(server: Any, timeout: float) -> paramiko.Channel:
 
 def run_on_host(server: Any, command: str, timeout: float) -> HostResult:
     """Run `command` on one server; every failure comes back in the result, never as an exception."""
-    from tools.inventory import InventoryError
-
     started = time.monotonic()
     base = {"server": server.name, "address": server.endpoint}
     try:
@@ -212,7 +211,7 @@ def _servers_for(target: str) -> list[Any]:
     common.add_tool does for sync tools)."""
     from django.db import close_old_connections
 
-    from tools.inventory import InventoryError, resolve_targets
+    from tools.inventory.targets import resolve_targets
 
     try:
         return resolve_targets(target)
@@ -224,7 +223,7 @@ def _servers_for(target: str) -> list[Any]:
 
 def command_to_send(command: str) -> tuple[str, Intent]:
     """The command line sent to every host, and its intent: a read command rebuilt from its parsed argv."""
-    from tools.commandline import classify_command
+    from tools.intent.commandline import classify_command
 
     try:
         classification = classify_command(command)
@@ -312,8 +311,6 @@ def _single_server(target: str) -> Any:
 
 
 def _sftp(server: Any) -> paramiko.SFTPClient:
-    from tools.inventory import InventoryError
-
     try:
         return connections.get(server, timeout=DEFAULT_TIMEOUT).open_sftp()
     except InventoryError as exc:

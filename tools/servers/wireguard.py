@@ -2,7 +2,7 @@
 
 Reading (interfaces, peers, handshakes, traffic) is read; adding or removing a peer and generating a client
 configuration are write; bringing an interface up or down is elevate (`call_intent`, registered in
-tools.intent.CALL_INTENT_RULES, raises those two above their write annotation).
+tools.servers.registry, raises those two above their write annotation).
 
 Private and preshared keys never reach the model: `wg show all dump` prints the interface's private key and
 every preshared key, and they are dropped while parsing. A generated client's keys are made by `wg genkey` /

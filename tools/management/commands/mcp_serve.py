@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from tools.servers import BUILTIN_SERVERS, build_builtin_server
+from tools.servers.registry import BUILTIN_SERVERS, build_builtin_server
 
 
 class Command(BaseCommand):

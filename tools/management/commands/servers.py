@@ -13,8 +13,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from tools import inventory
 from tools.errors import InventoryError
+from tools.inventory import connections, services
 from tools.models import Credential, Server
 from vigilus.management.base import AreaCommand
 
@@ -74,7 +74,7 @@ class Command(AreaCommand):
         elif options["password_env"]:
             password = self._env("--password-env", options["password_env"])
         try:
-            server = inventory.add_server(
+            server = services.add_server(
                 name=options["name"],
                 address=options["address"],
                 port=options["port"],
@@ -95,7 +95,7 @@ class Command(AreaCommand):
         )
 
     def handle_list(self, *, json: bool, **options: Any) -> None:
-        rows = inventory.servers_json(Server.objects.select_related("credential"))
+        rows = services.servers_json(Server.objects.select_related("credential"))
         if json:
             self.print_json(rows)
             return
@@ -111,7 +111,7 @@ class Command(AreaCommand):
 
     def handle_test(self, *, name: str, json: bool, trust_host_key: bool, **options: Any) -> None:
         server = self._server(name)
-        result = inventory.test_server(server, trust_host_key=trust_host_key, actor=self.actor(options))
+        result = connections.test_server(server, trust_host_key=trust_host_key, actor=self.actor(options))
         if json:
             self.print_json(
                 {
@@ -133,17 +133,17 @@ class Command(AreaCommand):
 
     def _server(self, name: str) -> Server:
         try:
-            return inventory.get_server(name)
+            return services.get_server(name)
         except InventoryError as exc:
             raise CommandError(str(exc)) from None
 
     def handle_forget_key(self, *, name: str, **options: Any) -> None:
-        forgotten = inventory.forget_host_key(self._server(name), actor=self.actor(options))
+        forgotten = connections.forget_host_key(self._server(name), actor=self.actor(options))
         self.stdout.write(
             f"Forgot {name}'s host key {forgotten or '(none was pinned)'}. "
             f"Next: `servers test {name}` shows the key it offers now."
         )
 
     def handle_remove(self, *, name: str, **options: Any) -> None:
-        inventory.remove_server(self._server(name), actor=self.actor(options))
+        services.remove_server(self._server(name), actor=self.actor(options))
         self.stdout.write(f"Removed server {name}.")

@@ -8,8 +8,9 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from tools.choices import Intent, ReviewState
-from tools.intent import COMMAND_LINE_TOOLS, base_intent
+from tools.intent import base_intent
 from tools.models import Tool
+from tools.servers.registry import classified_per_call
 from tools.services import current_definition_text, definition_changes, review_tool, set_tool_intent
 from vigilus.management.base import AreaCommand
 
@@ -24,7 +25,7 @@ def tool_row(tool: Tool) -> dict[str, Any]:
         "name": tool.name,
         "intent": intent.value,
         "intent_reason": why,
-        "classified_per_call": tool.qualified_name in COMMAND_LINE_TOOLS,
+        "classified_per_call": classified_per_call(tool.qualified_name),
         "review_state": tool.review_state,
         "available": tool.available,
         "description": tool.description,

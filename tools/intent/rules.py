@@ -1,4 +1,4 @@
-"""The rules of the command-line classifier (tools/commandline.py), kept as data.
+"""The rules of the command-line classifier (tools/intent/commandline.py), kept as data.
 
 Policy, in one place:
 
@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tools.choices import Intent
+from tools.intent.sed import sed_script_effects
 
 
 @dataclass(frozen=True)
@@ -176,137 +177,6 @@ def _sed(args: tuple[str, ...], _operands: tuple[str, ...]) -> list[Verdict]:
         elif "w" in does:
             verdicts.append(Verdict(W, "the sed `w` command writes files"))
     return verdicts
-
-
-def _skip_sed_regex(script: str, i: int, delim: str) -> int | None:
-    """Index just past the unescaped `delim` that ends the part starting at `i`, or None."""
-    while i < len(script):
-        ch = script[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == delim:
-            return i + 1
-        if ch == "\n" and delim != "\n":
-            return None
-        i += 1
-    return None
-
-
-_SED_ADDRESS = re.compile(r"\s*(?:\d+(?:~\d+)?|\$)")
-_SED_ADDRESS2 = re.compile(r"\s*(?:\d+|\$|[+~]\d+)")
-
-
-def _sed_address(script: str, i: int) -> int | None:
-    """Skip one sed address (number, `$`, `/re/`, `\\cREc`, with I/M flags); None if malformed."""
-    if m := _SED_ADDRESS.match(script, i):
-        return m.end()
-    j = i
-    while j < len(script) and script[j] in " \t":
-        j += 1
-    if j < len(script) and script[j] in "/\\":
-        if script[j] == "\\":
-            if j + 1 >= len(script):
-                return None
-            delim, j = script[j + 1], j + 2
-        else:
-            delim, j = "/", j + 1
-        end = _skip_sed_regex(script, j, delim)
-        if end is None:
-            return None
-        while end < len(script) and script[end] in "IM":
-            end += 1
-        return end
-    return i
-
-
-def sed_script_effects(script: str) -> set[str] | None:
-    """The effects of a GNU sed script beyond printing: a set holding "e" (runs commands) and/or
-    "w" (writes files), or None when the script cannot be parsed (treat as exec)."""
-    effects: set[str] = set()
-    i, n = 0, len(script)
-    while True:
-        while i < n and script[i] in " \t\n;":
-            i += 1
-        if i >= n:
-            return effects
-        first = _sed_address(script, i)
-        if first is None:
-            return None
-        i = j = first
-        while j < n and script[j] in " \t":
-            j += 1
-        if j < n and script[j] == ",":
-            if m := _SED_ADDRESS2.match(script, j + 1):
-                i = m.end()
-            else:
-                second = _sed_address(script, j + 1)
-                if second is None or second == j + 1:
-                    return None
-                i = second
-        while i < n and script[i] in " \t!":
-            i += 1
-        if i >= n:
-            return None
-        cmd = script[i]
-        i += 1
-        if cmd in "{}dDgGhHnNpPxzF=":
-            continue
-        if cmd in "lLqQ":
-            while i < n and script[i] in " \t0123456789":
-                i += 1
-            continue
-        if cmd in ":btT":
-            while i < n and script[i] not in ";\n":
-                i += 1
-            continue
-        if cmd in "aic":
-            # text to the end of the line; a trailing backslash continues it
-            while i < n:
-                if script[i] == "\\" and i + 1 < n:
-                    i += 2
-                    continue
-                if script[i] == "\n":
-                    break
-                i += 1
-            continue
-        if cmd in "rR":
-            while i < n and script[i] != "\n":
-                i += 1
-            continue
-        if cmd in "wW":
-            effects.add("w")
-            while i < n and script[i] != "\n":
-                i += 1
-            continue
-        if cmd == "e":
-            effects.add("e")
-            return effects
-        if cmd in "sy":
-            if i >= n or script[i] in "\n\\":
-                return None
-            delim = script[i]
-            end = _skip_sed_regex(script, i + 1, delim)
-            end = _skip_sed_regex(script, end, delim) if end is not None else None
-            if end is None:
-                return None
-            i = end
-            if cmd == "y":
-                continue
-            while i < n and script[i] not in ";\n}":
-                flag = script[i]
-                if flag == "e":
-                    effects.add("e")
-                elif flag == "w":
-                    effects.add("w")
-                    while i < n and script[i] != "\n":
-                        i += 1
-                    break
-                elif flag not in "gpiImM0123456789 \t":
-                    return None
-                i += 1
-            continue
-        return None
 
 
 def _chmod_mode_is_setuid(mode: str) -> bool:

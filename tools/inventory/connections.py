@@ -1,9 +1,8 @@
-"""The infrastructure inventory's verbs: add, test and remove servers, pin host keys, and resolve the
-`target` of an SSH call (a server name, a tag, `os:<id>`, `all`, or names separated by commas).
+"""SSH connections to inventory servers and host-key pinning.
 
-Adding a server never contacts it. The first test shows the host key's fingerprint and pins it only when
-a person says so (`--trust-host-key`, or the confirm in the dashboard); from then on a different key is
-refused with a message saying so, before any credential is sent.
+The first test shows the host key's fingerprint and pins it only when a person says so
+(`--trust-host-key`, or the confirm in the dashboard); from then on a different key is refused with a
+message saying so, before any credential is sent.
 """
 
 from __future__ import annotations
@@ -14,22 +13,17 @@ import io
 import shlex
 import socket
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Model
-from django.forms import ModelForm
 from django.utils import timezone
 
 from audit.events import AuditEvent
 from audit.services import record
 from tools.errors import HostKeyChanged, HostKeyNotTrusted, InventoryError
-from tools.models import Credential, CredentialKind, DockerEndpoint, Server, WazuhInstance, tag_validator
-from vigilus.redaction import display_url, redact
+from tools.models import CredentialKind, Server
 
 if TYPE_CHECKING:
     import paramiko
@@ -41,10 +35,6 @@ if TYPE_CHECKING:
 def connect_timeout() -> float:
     """Seconds for TCP connect, SSH banner, key exchange and authentication (VIGILUS_SSH_CONNECT_TIMEOUT)."""
     return float(getattr(settings, "SSH_CONNECT_TIMEOUT", 10.0))
-
-
-ALL = "all"
-OS_PREFIX = "os:"
 
 
 # --- Keys and fingerprints --------------------------------------------------------------------------
@@ -71,133 +61,6 @@ def load_private_key(text: str, passphrase: str = "") -> paramiko.PKey:
     if "PRIVATE KEY" not in text:
         raise InventoryError("that is not a private key (no 'PRIVATE KEY' block)")
     raise InventoryError("the private key could not be loaded: wrong passphrase or an unsupported key type")
-
-
-# --- Adding and removing ----------------------------------------------------------------------------
-
-
-def parse_tags(value: str | Iterable[str]) -> list[str]:
-    """`a,b, c` (or a list) as sorted unique tags; ValidationError names a bad one."""
-    words = value.split(",") if isinstance(value, str) else list(value)
-    tags = sorted({w.strip().lower() for w in words if w.strip()})
-    for tag in tags:
-        try:
-            tag_validator(tag)
-        except ValidationError:
-            raise ValidationError(f"{tag!r} is not a valid tag: {tag_validator.message}") from None
-    return tags
-
-
-def save_credential(
-    *,
-    name: str,
-    username: str,
-    private_key: str = "",
-    passphrase: str = "",
-    password: str = "",
-    actor: Any = "system",
-    instance: Credential | None = None,
-) -> Credential:
-    """Create or update a credential; the key must load (with its passphrase) before it is stored."""
-    if private_key:
-        load_private_key(private_key, passphrase)
-    credential = instance or Credential(name=name)
-    credential.name = name
-    credential.username = username
-    if private_key:
-        credential.kind, credential.private_key, credential.passphrase, credential.password = (
-            CredentialKind.KEY,
-            private_key,
-            passphrase,
-            "",
-        )
-    elif password:
-        credential.kind, credential.private_key, credential.passphrase, credential.password = (
-            CredentialKind.PASSWORD,
-            "",
-            "",
-            password,
-        )
-    credential.full_clean()
-    with transaction.atomic():
-        credential.save()
-        record(
-            AuditEvent.CREDENTIAL_SAVED,
-            actor=actor,
-            target=credential.name,
-            username=username,
-            kind=credential.kind,
-            created=instance is None,
-        )
-    return credential
-
-
-def add_server(
-    *,
-    name: str,
-    address: str,
-    username: str,
-    port: int = 22,
-    private_key: str = "",
-    passphrase: str = "",
-    password: str = "",
-    credential: Credential | None = None,
-    tags: str | Iterable[str] = (),
-    notes: str = "",
-    actor: Any = "system",
-) -> Server:
-    """Add a server (never contacting it). Without an existing `credential`, one named after the server is made."""
-    if Server.objects.filter(name=name).exists():
-        raise ValidationError({"name": f"a server named {name!r} already exists"})
-    server = Server(name=name, address=address.strip(), port=port, tags=parse_tags(tags), notes=notes)
-    server.full_clean(exclude=["credential"])
-    with transaction.atomic():
-        if credential is None:
-            if not (private_key or password):
-                raise ValidationError("give a private key or a password (or choose an existing credential)")
-            existing = Credential.objects.filter(name=name).first()
-            credential = save_credential(
-                name=name,
-                username=username,
-                private_key=private_key,
-                passphrase=passphrase,
-                password=password,
-                actor=actor,
-                instance=existing,
-            )
-        server.credential = credential
-        server.save()
-        record(
-            AuditEvent.SERVER_ADDED,
-            actor=actor,
-            target=server.name,
-            address=server.endpoint,
-            username=credential.username,
-            tags=server.tags,
-        )
-    return server
-
-
-def remove_server(server: Server, *, actor: Any = "system") -> None:
-    """Remove a server; its credential goes too when it was made for it alone and nothing else uses it."""
-    from tools.servers import ssh
-
-    with transaction.atomic():
-        credential = server.credential
-        name = server.name
-        server.delete()
-        if credential.name == name and not credential.servers.exists():
-            credential.delete()
-        record(AuditEvent.SERVER_REMOVED, actor=actor, target=name)
-    ssh.connections.forget(name)
-
-
-def get_server(name: str) -> Server:
-    server = Server.objects.select_related("credential").filter(name=name).first()
-    if server is None:
-        known = ", ".join(Server.objects.values_list("name", flat=True)) or "none yet"
-        raise InventoryError(f"no server named {name!r} (servers: {known})")
-    return server
 
 
 # --- Connecting --------------------------------------------------------------------------------------
@@ -437,7 +300,7 @@ def _run_simple(client: paramiko.SSHClient, command: str) -> str:
     return stdout.read(64 * 1024).decode("utf-8", errors="replace")
 
 
-# --- Editing, forgetting keys, audited saves ------------------------------------------------------------------------
+# --- Forgetting keys ------------------------------------------------------------------------------
 
 
 def forget_host_key(server: Server, *, actor: Any) -> str:
@@ -453,172 +316,3 @@ def forget_host_key(server: Server, *, actor: Any) -> str:
     server.host_key = server.host_key_fingerprint = ""
     ssh.connections.forget(server.name)
     return forgotten
-
-
-def update_server(server: Server, data: dict[str, Any], *, actor: Any) -> Server:
-    """Save an edited server (from ServerForm's cleaned data); a new credential typed inline is made or
-    updated with save_credential, named after the server like add_server does. The pinned host key is kept."""
-    from tools.servers import ssh
-
-    old_name = server.name
-    with transaction.atomic():
-        credential = data["credential"]
-        if credential is None:
-            existing = Credential.objects.filter(name=data["name"]).first()
-            own = server.credential
-            if existing is None and own.name == old_name and not own.servers.exclude(pk=server.pk).exists():
-                existing = own  # the credential made for this server alone follows its rename
-            credential = save_credential(
-                name=data["name"],
-                username=data["username"],
-                private_key=data.get("private_key") or "",
-                passphrase=data.get("passphrase") or "",
-                password=data.get("password") or "",
-                actor=actor,
-                instance=existing,
-            )
-        server.name, server.address, server.port = data["name"], data["address"], data["port"]
-        server.tags, server.notes, server.credential = data["tags"], data["notes"], credential
-        server.full_clean()
-        server.save()
-        record(
-            AuditEvent.SERVER_UPDATED,
-            actor=actor,
-            target=server.name,
-            address=server.endpoint,
-            username=credential.username,
-            tags=server.tags,
-            renamed_from=old_name if old_name != server.name else "",
-        )
-    ssh.connections.forget(old_name)
-    return server
-
-
-def save_audited(form: ModelForm, event: str, *, actor: Any, target_field: str = "name", **details: Any) -> Model:
-    """Save a model form and record `event` in one transaction."""
-    created = form.instance.pk is None
-    with transaction.atomic():
-        saved = form.save()
-        if isinstance(saved, DockerEndpoint) and saved.is_default:
-            DockerEndpoint.objects.exclude(pk=saved.pk).filter(is_default=True).update(is_default=False)
-        record(event, actor=actor, target=str(getattr(saved, target_field)), created=created, **details)
-    return saved
-
-
-def delete_audited(instance: Model, event: str, *, actor: Any, target: str, **details: Any) -> None:
-    """Delete and record `event` in one transaction."""
-    with transaction.atomic():
-        instance.delete()
-        record(event, actor=actor, target=target, **details)
-
-
-# --- Connection checks for Docker and Wazuh ------------------------------------------------------------
-
-
-@dataclass
-class CheckResult:
-    ok: bool
-    message: str
-
-
-def _record_check(event: str, result: CheckResult, *, actor: Any, target: str) -> CheckResult:
-    with transaction.atomic():
-        outcome = "succeeded" if result.ok else "failed"
-        record(event, actor=actor, target=target, outcome=outcome, error="" if result.ok else result.message)
-    return result
-
-
-def check_docker_endpoint(endpoint: DockerEndpoint, *, actor: Any = "system") -> CheckResult:
-    """Ask the engine for its version, connecting as the docker server would (TLS files only for the check)."""
-    from mcp.server.mcpserver.exceptions import ToolError
-
-    from tools.servers.docker import engine_version
-
-    try:
-        result = CheckResult(True, f"{endpoint.name}: {engine_version(endpoint)}")
-    except ToolError as exc:
-        result = CheckResult(False, f"{endpoint.name}: {redact(str(exc))}")
-    return _record_check(AuditEvent.DOCKER_ENDPOINT_TESTED, result, actor=actor, target=endpoint.name)
-
-
-def check_wazuh(instance: WazuhInstance, *, actor: Any = "system") -> CheckResult:
-    """Log in to the Wazuh server API as the wazuh server would; the password and token never show."""
-    from mcp.server.mcpserver.exceptions import ToolError
-
-    from tools.servers.wazuh import WazuhSession
-
-    session = WazuhSession(instance)
-    try:
-        session.authenticate()
-        result = CheckResult(
-            True,
-            f"{instance.name}: logged in to the Wazuh API at {display_url(instance.api_url)} as {instance.username!r}",
-        )
-    except ToolError as exc:
-        result = CheckResult(False, f"{instance.name}: {redact(str(exc))}")
-    finally:
-        session.close()
-    return _record_check(AuditEvent.WAZUH_TESTED, result, actor=actor, target=instance.name)
-
-
-# --- Targets ------------------------------------------------------------------------------------------
-
-
-def resolve_targets(target: str) -> list[Server]:
-    """The servers a `target` names: a server name, a tag, `os:<id>` (as found by a test), `all`, or several
-    of these separated by commas. InventoryError when a part matches nothing (nothing is guessed)."""
-    parts = [p.strip() for p in str(target).split(",") if p.strip()]
-    if not parts:
-        raise InventoryError("no target given: name a server, a tag, os:<id> (e.g. os:ubuntu) or all")
-    servers = list(Server.objects.select_related("credential").order_by("name"))
-    if not servers:
-        raise InventoryError("no servers in the inventory yet: add one in the dashboard or with `servers add`")
-    chosen: dict[int, Server] = {}
-    for part in parts:
-        key = part.lower()
-        if key == ALL:
-            matched = servers
-        elif key.startswith(OS_PREFIX):
-            wanted = key[len(OS_PREFIX) :]
-            matched = [s for s in servers if s.os_id == wanted]
-            if not matched:
-                raise InventoryError(
-                    f"no server with OS {wanted!r} (OS is detected by a connection test; "
-                    f"known: {', '.join(sorted({s.os_id for s in servers if s.os_id})) or 'none tested yet'})"
-                )
-        else:
-            matched = [s for s in servers if s.name == key] or [s for s in servers if key in s.tags]
-            if not matched:
-                raise InventoryError(
-                    f"{part!r} is neither a server nor a tag (servers: {', '.join(s.name for s in servers)}; "
-                    f"tags: {', '.join(sorted({t for s in servers for t in s.tags})) or 'none'})"
-                )
-        for server in matched:
-            chosen[server.pk] = server
-    return sorted(chosen.values(), key=lambda s: s.name)
-
-
-def target_label(servers: Iterable[Server]) -> str:
-    """The host list as it appears in a grant's scope and an access request."""
-    return "ssh:" + ",".join(s.name for s in servers)
-
-
-def servers_json(servers: Iterable[Server]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": s.name,
-            "address": s.address,
-            "port": s.port,
-            "user": s.credential.username,
-            "auth": s.credential.kind,
-            "credential": s.credential.name,
-            "tags": s.tags,
-            "os": s.os_id,
-            "os_name": s.os_name,
-            "host_key_fingerprint": s.host_key_fingerprint,
-            "last_test_ok": s.last_test_ok,
-            "last_tested_at": s.last_tested_at.isoformat() if s.last_tested_at else None,
-            "last_error": s.last_error,
-        }
-        for s in servers
-    ]

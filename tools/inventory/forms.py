@@ -46,7 +46,7 @@ def describe_stored_secrets(form: forms.BaseForm, stored: dict[str, bool]) -> No
 
 def check_private_key(private_key: str, passphrase: str) -> str | None:
     """Why the key does not load (with its passphrase), or None when it does."""
-    from tools.inventory import load_private_key  # paramiko: loaded when a key is checked, not at startup
+    from tools.inventory.connections import load_private_key  # paramiko: loaded when a key is checked, not at startup
 
     try:
         load_private_key(private_key, passphrase)
@@ -204,7 +204,7 @@ class ServerForm(forms.Form):
         return self.cleaned_data["address"].strip()
 
     def clean_tags(self) -> list[str]:
-        from tools.inventory import parse_tags
+        from tools.inventory.services import parse_tags
 
         return parse_tags(self.cleaned_data.get("tags") or "")
 

@@ -23,9 +23,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.events import AuditEvent
-from tools import inventory
 from tools.errors import InventoryError
-from tools.inventory_forms import (
+from tools.inventory import checks, connections, services
+from tools.inventory.forms import (
     CredentialForm,
     DockerEndpointForm,
     ScanNetworkForm,
@@ -99,7 +99,7 @@ def server_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         data = form.cleaned_data
         try:
             if server is None:
-                saved = inventory.add_server(
+                saved = services.add_server(
                     name=data["name"],
                     address=data["address"],
                     port=data["port"],
@@ -113,7 +113,7 @@ def server_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                     actor=request.user,
                 )
             else:
-                saved = inventory.update_server(server, data, actor=request.user)
+                saved = services.update_server(server, data, actor=request.user)
         except (ValidationError, InventoryError) as exc:  # the services' refusals, meant for a person
             add_service_errors(form, exc)
         else:
@@ -127,13 +127,13 @@ def server_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @admin_required
 def server_remove(request: HttpRequest, pk: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("credential"), pk=pk)
-    inventory.remove_server(server, actor=request.user)
+    services.remove_server(server, actor=request.user)
     messages.success(request, f"Removed server {server.name}.")
     return redirect("servers")
 
 
 def _test_response(
-    request: HttpRequest, server: Server, result: inventory.ServerTest, *, confirmed: str = ""
+    request: HttpRequest, server: Server, result: connections.ServerTest, *, confirmed: str = ""
 ) -> HttpResponse:
     """The result as the server's table rows (htmx); without JavaScript, a message and the inventory page,
     or a page of its own when the person has a host-key decision to make."""
@@ -158,7 +158,7 @@ def _test_response(
 @admin_required
 def server_test(request: HttpRequest, pk: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("credential"), pk=pk)
-    return _test_response(request, server, inventory.test_server(server, actor=request.user))
+    return _test_response(request, server, connections.test_server(server, actor=request.user))
 
 
 @require_POST
@@ -168,11 +168,13 @@ def server_trust(request: HttpRequest, pk: int) -> HttpResponse:
     server = get_object_or_404(Server.objects.select_related("credential"), pk=pk)
     confirmed = request.POST.get("fingerprint", "").strip()
     if not confirmed.startswith("SHA256:"):
-        result = inventory.ServerTest(
+        result = connections.ServerTest(
             False, f"{server.name}: no fingerprint was confirmed, so nothing was pinned; test again"
         )
     else:
-        result = inventory.test_server(server, trust_host_key=True, expected_fingerprint=confirmed, actor=request.user)
+        result = connections.test_server(
+            server, trust_host_key=True, expected_fingerprint=confirmed, actor=request.user
+        )
     return _test_response(request, server, result, confirmed=confirmed)
 
 
@@ -180,7 +182,7 @@ def server_trust(request: HttpRequest, pk: int) -> HttpResponse:
 @admin_required
 def server_forget_key(request: HttpRequest, pk: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=pk)
-    forgotten = inventory.forget_host_key(server, actor=request.user)
+    forgotten = connections.forget_host_key(server, actor=request.user)
     messages.success(
         request,
         f"{server.name}: forgot the pinned host key {forgotten or '(none was pinned)'}. Test the connection and "
@@ -202,7 +204,7 @@ def credential_form(request: HttpRequest, pk: int | None = None) -> HttpResponse
         if credential is not None and data["passphrase"] and not private_key and not data["password"]:
             private_key = credential.private_key  # a new passphrase for the stored key
         try:
-            saved = inventory.save_credential(
+            saved = services.save_credential(
                 name=data["name"],
                 username=data["username"],
                 private_key=private_key,
@@ -229,7 +231,7 @@ def credential_remove(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Credential {credential.name} is used by {', '.join(users)}: nothing was removed.")
         return redirect("servers")
     try:
-        inventory.delete_audited(credential, AuditEvent.CREDENTIAL_REMOVED, actor=request.user, target=credential.name)
+        services.delete_audited(credential, AuditEvent.CREDENTIAL_REMOVED, actor=request.user, target=credential.name)
     except ProtectedError:
         messages.error(request, f"Credential {credential.name} is in use: nothing was removed.")
     else:
@@ -288,8 +290,8 @@ def part_form(request: HttpRequest, part: str, pk: int | None = None) -> HttpRes
     row = get_object_or_404(spec.model, pk=pk) if pk else None
     form = spec.form_class(request.POST or None, instance=row)
     if request.method == "POST" and form.is_valid():
-        saved = inventory.save_audited(
-            form,
+        saved = services.save_audited(
+            form.instance,
             spec.events[0],
             actor=request.user,
             target_field=spec.target_field,
@@ -307,12 +309,12 @@ def part_remove(request: HttpRequest, part: str, pk: int) -> HttpResponse:
     spec = PARTS[part]
     row = get_object_or_404(spec.model, pk=pk)
     target = str(getattr(row, spec.target_field))
-    inventory.delete_audited(row, spec.events[1], actor=request.user, target=target)
+    services.delete_audited(row, spec.events[1], actor=request.user, target=target)
     messages.success(request, f"Removed {spec.noun} {target}.")
     return redirect("servers")
 
 
-def _check_response(request: HttpRequest, result: inventory.CheckResult, *, element_id: str) -> HttpResponse:
+def _check_response(request: HttpRequest, result: checks.CheckResult, *, element_id: str) -> HttpResponse:
     if request.htmx:
         return render(
             request, "tools/inventory/partials/check_result.html", {"result": result, "element_id": element_id}
@@ -325,7 +327,7 @@ def _check_response(request: HttpRequest, result: inventory.CheckResult, *, elem
 @admin_required
 def docker_test(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(DockerEndpoint, pk=pk)
-    result = inventory.check_docker_endpoint(endpoint, actor=request.user)
+    result = checks.check_docker_endpoint(endpoint, actor=request.user)
     return _check_response(request, result, element_id=f"docker-test-{pk}")
 
 
@@ -333,5 +335,5 @@ def docker_test(request: HttpRequest, pk: int) -> HttpResponse:
 @admin_required
 def wazuh_test(request: HttpRequest, pk: int) -> HttpResponse:
     instance = get_object_or_404(WazuhInstance, pk=pk)
-    result = inventory.check_wazuh(instance, actor=request.user)
+    result = checks.check_wazuh(instance, actor=request.user)
     return _check_response(request, result, element_id=f"wazuh-test-{pk}")

@@ -3,7 +3,8 @@
 A command is `read` only when every part of it is a known read-only command used with safe flags.
 Chaining, substitution, redirection into files, interpreters, pipes into shells, find -exec, sed -i,
 xargs and env tricks are never read; sudo/su/doas/pkexec and privileged container flags are
-`elevate`; anything that cannot be parsed is `exec`. The rules are data (tools/command_rules.py).
+`elevate`; anything that cannot be parsed is `exec`. The rules are data (tools/intent/rules.py);
+one argv is checked against them in tools/intent/argv.py, and protected paths are found in tools/intent/paths.py.
 
 What was classified is what runs: for a read command, `pipeline` holds the parsed argv of each stage,
 and the shell tool executes exactly that without a shell; SSH sends `shell_quoted()`.
@@ -17,25 +18,22 @@ also re-lexed from the source by `_lex_word` and must be a plain literal that ag
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
-import os
 import re
 import shlex
 import string
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import bashlex
 import bashlex.errors
 
-from tools import command_rules as rules
 from tools.choices import Intent
-from tools.command_rules import ReadRule, Verdict
+from tools.intent import rules
+from tools.intent.argv import Word, argv_verdicts
+from tools.intent.rules import Verdict
 
 MAX_LENGTH = 65536  # longer command lines are not parsed (exec)
 # bashlex keeps its LR parser's stacks on one module-level object: one parse at a time.
@@ -95,7 +93,7 @@ def _classify_text(command: str) -> CommandClassification:
     if len(command) > MAX_LENGTH:
         return _opaque(command, f"the command line is longer than {MAX_LENGTH} characters")
     try:
-        trees = _parse(command)
+        trees = parse(command)
         walker = _Walker(command)
         walker.top(trees)
     except (bashlex.errors.ParsingError, NotImplementedError) as exc:
@@ -120,7 +118,7 @@ def _classify_text(command: str) -> CommandClassification:
     return CommandClassification(intent, reason)
 
 
-def _parse(command: str) -> list[Any]:
+def parse(command: str) -> list[Any]:
     with _PARSE_LOCK:
         return bashlex.parse(command)
 
@@ -232,13 +230,6 @@ def _lex_word(raw: str) -> tuple[str | None, set[str]]:
     return "".join(out), features
 
 
-@dataclass(frozen=True)
-class _Word:
-    value: str  # after quote removal, as bashlex gives it
-    raw: str  # as written
-    literal: bool  # no expansion of any kind: the value is exactly what a shell would pass
-
-
 _FEATURE_REASONS = {
     "glob": "a glob cannot be honoured without a shell (and could expand to options)",
     "tilde": "`~` expansion cannot be honoured without a shell",
@@ -312,7 +303,7 @@ class _Walker:
             self.flag(Intent.EXEC, f"the shell construct `{kind}` is not understood by the classifier")
 
     def command(self, node: Any, *, stage: bool) -> None:
-        words: list[_Word] = []
+        words: list[Word] = []
         for part in node.parts:
             if part.kind == "word":
                 words.append(self.word(part))
@@ -333,7 +324,7 @@ class _Walker:
         for verdict in argv_verdicts(words, self.word_notes):
             self.flag(verdict.intent, verdict.reason)
 
-    def word(self, node: Any) -> _Word:
+    def word(self, node: Any) -> Word:
         """Visit a word: classify what its substitutions run, and check its expansion."""
         start, end = node.pos
         literal = True
@@ -375,7 +366,7 @@ class _Walker:
             literal = False
         if not literal and raw not in self.word_notes:
             self.word_notes[raw] = "it is expanded by the shell"
-        return _Word(node.word, raw, literal)
+        return Word(node.word, raw, literal)
 
     def redirect(self, node: Any) -> None:
         kind = node.type
@@ -400,355 +391,3 @@ class _Walker:
             self.flag(Intent.WRITE, f"the redirection `{kind} {word.raw}` needs a shell, so it is never read")
         else:
             self.flag(Intent.EXEC, f"the redirection `{kind}` is not understood by the classifier")
-
-
-# --- one command's argv ------------------------------------------------------------------------
-
-
-def argv_verdicts(words: Sequence[_Word], notes: dict[str, str] | None = None) -> list[Verdict]:
-    """Why one simple command is not read (empty: it is read)."""
-    notes = notes or {}
-    head = words[0]
-    if not head.literal:
-        return [Verdict(Intent.EXEC, f"the command name `{head.raw}` comes from a shell expansion")]
-    name = head.value
-    base = name
-    if "/" in name:
-        directory, _, base = name.rpartition("/")
-        if directory not in rules.STANDARD_BIN_DIRS:
-            if base in rules.ELEVATE_COMMANDS:
-                return [Verdict(Intent.ELEVATE, f"`{base}` {rules.ELEVATE_COMMANDS[base]}")]
-            return [Verdict(Intent.EXEC, f"`{name}` runs a program by path, which could be anything")]
-    args = words[1:]
-    argv = tuple(w.value for w in args)
-    expanded = next((w for w in args if not w.literal), None)
-
-    if base in rules.ELEVATE_COMMANDS:
-        return [Verdict(Intent.ELEVATE, f"`{base}` {rules.ELEVATE_COMMANDS[base]}")]
-    if base in rules.CONTAINER_CLIS:
-        if expanded is not None:
-            return [Verdict(Intent.ELEVATE, f"`{base}` options from a shell expansion could grant host privileges")]
-        if verdict := container_privileges(base, argv):
-            return [verdict]
-    if base in rules.READ_RULES:
-        if expanded is not None:
-            why = notes.get(expanded.raw, "it is expanded by the shell")
-            return [Verdict(Intent.EXEC, f"`{base}` gets the argument `{expanded.raw}` unchecked: {why}")]
-        return check_read(base, argv, rules.READ_RULES[base])
-    if base in rules.WRITE_COMMANDS:
-        return [Verdict(Intent.WRITE, f"`{base}` {rules.WRITE_COMMANDS[base]}")]
-    if base in rules.WRITE_CHECKS:
-        if expanded is not None:
-            intent = Intent.ELEVATE if base == "chmod" else Intent.EXEC
-            return [Verdict(intent, f"`{base}` arguments from a shell expansion cannot be checked")]
-        return rules.WRITE_CHECKS[base](argv, argv)
-    if base in rules.SHELL_BUILTINS:
-        return [Verdict(Intent.WRITE, f"`{base}` is a shell builtin: it needs a shell, so it is never read")]
-    if base in rules.SHELLS:
-        return [Verdict(Intent.EXEC, f"`{base}` runs shell code")]
-    if base in rules.INTERPRETERS:
-        return [Verdict(Intent.EXEC, f"`{base}` can run arbitrary programs or code")]
-    if base in rules.WRAPPERS:
-        return [Verdict(Intent.EXEC, f"`{base}` runs other commands or changes how they run")]
-    return [Verdict(Intent.EXEC, f"`{base}` is not a known command")]
-
-
-def container_privileges(cli: str, argv: tuple[str, ...]) -> Verdict | None:
-    """Elevate when container options hand the container host privileges."""
-
-    def host_source(volume: str) -> bool:
-        source = volume.split(":", 1)[0]
-        return not source or source.startswith(("/", ".", "~")) or "/" in source or "$" in source
-
-    for i, word in enumerate(argv):
-        following = argv[i + 1] if i + 1 < len(argv) else ""
-        if word.startswith("--"):
-            name, eq, value = word.partition("=")
-            if name == "--privileged":
-                if not eq or value.lower() not in ("false", "0"):
-                    return Verdict(Intent.ELEVATE, f"`{cli} --privileged` gives the container the host")
-                continue
-            value = value if eq else following
-            if name in rules.CONTAINER_PRIVILEGED:
-                return Verdict(Intent.ELEVATE, f"`{cli} {name}` gives the container host privileges")
-            if name in rules.CONTAINER_HOST_NAMESPACES and value.startswith("host"):
-                return Verdict(Intent.ELEVATE, f"`{cli} {name}=host` shares a host namespace")
-            if name == "--volume" and host_source(value):
-                return Verdict(Intent.ELEVATE, f"`{cli} --volume {value}` mounts a host path")
-            if name == "--mount" and ("bind" in value or "source=/" in value or "src=/" in value):
-                return Verdict(Intent.ELEVATE, f"`{cli} --mount {value}` mounts a host path")
-        elif word.startswith("-") and "v" in word[1:]:
-            cluster = word[1:]
-            value = cluster[cluster.index("v") + 1 :] or following
-            if host_source(value):
-                return Verdict(Intent.ELEVATE, f"`{cli} -v {value}` mounts a host path")
-    return None
-
-
-def _long_option(name: str, rule: ReadRule) -> str | None:
-    """The known long option `name` stands for: exact, or the one it abbreviates (GNU getopt)."""
-    known = set(rule.values) | set(rule.optional_values) | set(rule.allow or ())
-    if name in known:
-        return name
-    found = [k for k in known if k.startswith(name) and k.startswith("--")]
-    return found[0] if len(found) == 1 else None
-
-
-def _denied_long(name: str, rule: ReadRule) -> Verdict | None:
-    if name in rule.deny:
-        return rule.deny[name]
-    if name.startswith("--") and len(name) > 2:
-        for option, verdict in rule.deny.items():
-            if option.startswith(name):
-                return verdict  # an abbreviation of a denied option
-    return None
-
-
-def check_read(name: str, argv: tuple[str, ...], rule: ReadRule) -> list[Verdict]:
-    """Why `name argv` is not read under `rule` (empty: it is read)."""
-    if rule.subcommands is not None:
-        return _check_subcommand(name, argv, rule)
-    verdicts: list[Verdict] = []
-    operands: list[str] = []
-    seen: set[str] = set()
-
-    def unknown(option: str) -> None:
-        verdicts.append(Verdict(Intent.EXEC, f"`{name} {option}` is not a known read-only option"))
-
-    def deny_any(word: str) -> None:
-        """A word in a value position is still checked against the deny-list (conservative)."""
-        if word.startswith("--") or (rule.single_dash_long and word.startswith("-")):
-            if hit := _denied_long(word.partition("=")[0], rule):
-                verdicts.append(hit)
-        elif word.startswith("-"):
-            verdicts.extend(rule.deny[f"-{ch}"] for ch in word[1:] if f"-{ch}" in rule.deny)
-
-    it: Iterator[str] = iter(argv)
-    for word in it:
-        if word == "--" and not rule.single_dash_long:
-            for rest in it:
-                deny_any(rest)
-                operands.append(rest)
-            break
-        if word.startswith("--") or (rule.single_dash_long and word.startswith("-") and word != "-"):
-            option, eq, _ = word.partition("=")
-            if hit := _denied_long(option, rule):
-                verdicts.append(hit)
-                continue
-            canonical = _long_option(option, rule) if option.startswith("--") else option
-            if rule.allow is not None and canonical not in rule.allow:
-                unknown(option)
-                continue
-            seen.add(canonical or option)
-            if canonical in rule.values and not eq:
-                deny_any(next(it, ""))
-        elif word.startswith("-") and word != "-":
-            cluster = word[1:]
-            for i, ch in enumerate(cluster):
-                option = f"-{ch}"
-                if option in rule.deny:
-                    verdicts.append(rule.deny[option])
-                elif rule.allow is not None and option not in rule.allow:
-                    unknown(option)
-                    break
-                seen.add(option)
-                if option in rule.values:
-                    if i == len(cluster) - 1:
-                        deny_any(next(it, ""))
-                    break
-                if option in rule.optional_values:
-                    break
-        else:
-            operands.append(word)
-
-    for required in sorted(rule.require - seen):
-        verdicts.append(Verdict(Intent.EXEC, f"`{name}` is only known to be read-only with `{required}`"))
-    if rule.operands is not None and len(operands) > rule.operands:
-        verdicts.append(
-            rule.operands_verdict or Verdict(Intent.EXEC, f"`{name}` with these arguments is not known to be read")
-        )
-    if rule.check is not None:
-        verdicts.extend(rule.check(argv, tuple(operands)))
-    return _unique(verdicts)
-
-
-def _check_subcommand(name: str, argv: tuple[str, ...], rule: ReadRule) -> list[Verdict]:
-    assert rule.subcommands is not None
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-        if argv[i].partition("=")[0] not in rule.global_options:
-            return [Verdict(Intent.EXEC, f"`{name} {argv[i]}` is not a known read-only option")]
-        i += 1
-    if i == len(argv):
-        if rule.subcommand_optional:
-            return []
-        return [Verdict(Intent.EXEC, f"`{name}` without a subcommand is not known to be read-only")]
-    verb = argv[i]
-    subrule = rule.subcommands.get(verb)
-    if subrule is None:
-        otherwise = rule.otherwise or Verdict(Intent.EXEC, "is not known to be read-only")
-        return [Verdict(otherwise.intent, f"`{name} {verb}`: {otherwise.reason}")]
-    return check_read(f"{name} {verb}", argv[i + 1 :], subrule)
-
-
-def _unique(verdicts: Iterable[Verdict]) -> list[Verdict]:
-    return list(dict.fromkeys(verdicts))
-
-
-# --- protected paths ---------------------------------------------------------------------------
-
-_RECURSIVE_PROGRAMS = frozenset({"find", "rg", "tar", "rsync", "zip", "cp", "scp", "tree", "du", "chmod", "chown"})
-_GLOB_CHARS = frozenset("*?[")
-
-
-def protected_path_in(command: str, protected: Sequence[Path], cwd: Path | None = None) -> str | None:
-    """The first word of `command` that names a path inside one of `protected` (resolved against
-    `cwd`, following `..`), or None.
-
-    Works at every intent and on lines that do not parse. A word counts when, after `~` and simple
-    `$VAR` expansion, it resolves (lexically, and following existing symlinks) into a protected
-    directory; pieces after `=`, `:` and `,` count too (`--file=/data/x`, `-v /data:/x`); a glob that
-    could match into a protected directory counts; a protected directory's ancestor counts when the
-    command looks recursive (`grep -r x /`, `rm -rf ~`). Last, a plain substring search for each
-    protected path catches what word splitting missed."""
-    roots = _protected_roots(protected)
-    if not roots or not command:
-        return None
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    words = _candidate_words(command)
-    bases = [base]
-    for i, word in enumerate(words[:-1]):
-        if word in ("cd", "pushd"):
-            bases.append(base / os.path.expanduser(words[i + 1]))
-    recursive = _looks_recursive(words)
-    for word in words:
-        for piece in _pieces(word):
-            if _piece_hits(piece, roots, bases, recursive=recursive):
-                return word
-    for root in roots:
-        for spelling in _spellings(root):
-            if _contains_path(command, spelling):
-                return spelling
-    return None
-
-
-def _protected_roots(protected: Sequence[Path]) -> list[str]:
-    roots: list[str] = []
-    for path in protected:
-        expanded = os.path.expanduser(str(path))
-        for variant in (os.path.normpath(os.path.abspath(expanded)), str(Path(expanded).resolve(strict=False))):
-            if variant not in roots:
-                roots.append(variant)
-    return roots
-
-
-def _candidate_words(command: str) -> list[str]:
-    words: list[str] = []
-    try:
-        for tree in _parse(command):
-            words.extend(_ast_words(tree))
-    except Exception:  # noqa: S110 - unparseable lines fall back to the splitters below
-        pass
-    with contextlib.suppress(ValueError):
-        words.extend(shlex.split(command, comments=False, posix=True))
-    words.extend(re.split(r"[\s;&|()<>'\"`]+", command))
-    return [w for w in dict.fromkeys(words) if w]
-
-
-def _ast_words(node: Any) -> Iterator[str]:
-    """Every word, assignment and here-document body in a bashlex tree."""
-    if node is None or isinstance(node, (int, str)):
-        return
-    kind = getattr(node, "kind", "")
-    if kind in ("word", "assignment"):
-        yield node.word
-    elif kind == "heredoc":
-        yield from node.value.split()
-    elif kind == "parameter":
-        yield f"${{{node.value}}}" if getattr(node, "value", None) else ""
-    for attr in ("parts", "list"):
-        for child in getattr(node, attr, None) or ():
-            yield from _ast_words(child)
-    for attr in ("command", "output", "heredoc", "body"):
-        yield from _ast_words(getattr(node, attr, None))
-    for child in getattr(node, "redirects", None) or ():
-        yield from _ast_words(child)
-
-
-def _pieces(word: str) -> list[str]:
-    pieces = [word]
-    if "=" in word:
-        pieces.append(word.split("=", 1)[1])
-    for sep in (":", ","):
-        for piece in list(pieces):
-            if sep in piece:
-                pieces.extend(piece.split(sep))
-    return [p for p in dict.fromkeys(pieces) if p]
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _piece_hits(piece: str, roots: list[str], bases: list[Path], *, recursive: bool) -> bool:
-    for spelled in dict.fromkeys((piece, os.path.expandvars(piece))):
-        expanded = os.path.expanduser(spelled)
-        for base in bases:
-            full = os.path.normpath(os.path.join(base, expanded))
-            if _GLOB_CHARS & set(full):
-                if any(_glob_reaches(full, root, recursive=recursive) for root in roots):
-                    return True
-                continue
-            candidates = {full}
-            with contextlib.suppress(OSError, RuntimeError):
-                candidates.add(str(Path(full).resolve(strict=False)))
-            for candidate in candidates:
-                for root in roots:
-                    if _inside(candidate, root) or (recursive and _inside(root, candidate)):
-                        return True
-    return False
-
-
-def _glob_reaches(pattern: str, root: str, *, recursive: bool) -> bool:
-    """Whether the glob `pattern` could match `root`, something inside it, or (when recursive)
-    an ancestor of it. `*` does not match a leading dot, as in bash."""
-    pattern_parts = pattern.split("/")
-    root_parts = root.rstrip("/").split("/") if root != "/" else [""]
-    for pat, name in zip(pattern_parts, root_parts, strict=False):
-        if name.startswith(".") and not pat.startswith("."):
-            return False
-        if not fnmatch.fnmatchcase(name, pat):
-            return False
-    return len(pattern_parts) >= len(root_parts) or recursive
-
-
-def _looks_recursive(words: list[str]) -> bool:
-    for word in words:
-        if os.path.basename(word) in _RECURSIVE_PROGRAMS or word in ("--recursive", "--dereference-recursive"):
-            return True
-        if re.fullmatch(r"-[A-Za-z]*[rR][A-Za-z]*", word):
-            return True
-    return False
-
-
-def _spellings(root: str) -> list[str]:
-    spellings = [root]
-    home = os.path.expanduser("~")
-    if home not in ("~", "/") and _inside(root, home) and root != home:
-        rest = root[len(home.rstrip("/")) + 1 :]
-        spellings += [f"~/{rest}", f"$HOME/{rest}", f"${{HOME}}/{rest}"]
-    return spellings
-
-
-def _contains_path(command: str, path: str) -> bool:
-    """Whether `path` occurs in `command` as a whole path, not as part of a longer name."""
-    path_chars = set(string.ascii_letters + string.digits + "._-/~")
-    start = command.find(path)
-    while start >= 0:
-        end = start + len(path)
-        before = command[start - 1] if start else ""
-        after = command[end] if end < len(command) else ""
-        if (not before or before not in path_chars) and (not after or after == "/" or after not in path_chars):
-            return True
-        start = command.find(path, start + 1)
-    return False

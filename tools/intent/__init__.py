@@ -1,34 +1,18 @@
-"""What a tool call may do: a tool's base intent, and the per-call intent of command-line tools."""
+"""What a tool call may do: a tool's base intent, and the per-call intent of command-line tools.
+
+The public API of classification. The command-line classifier is in `commandline` (one argv is checked
+in `argv` against the rules in `rules`; sed scripts are parsed in `sed`; protected paths are found in
+`paths`). What each built-in server adds (command-line tools, per-call rules, host targets) comes from
+tools/servers/registry.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from django.utils.module_loading import import_string
-
 from tools.choices import Intent, Transport
-from tools.commandline import CommandClassification, classify_command
-
-# Tools that take a command line: for these the classification of the command alone decides
-# (qualified tool name -> the argument holding the command line).
-COMMAND_LINE_TOOLS: dict[str, str] = {
-    "shell__run_command": "command",
-    "ssh__run_command": "command",
-}
-
-# Built-in tools whose `target` argument names inventory servers. The gateway resolves it to the exact
-# host list before asking for permission: the list is the grant's target, and what the server is sent.
-HOST_TARGET_TOOLS: frozenset[str] = frozenset({"ssh__run_command", "ssh__get_file", "ssh__put_file"})
-
-
-# Built-in servers whose tools need more than their annotation for some arguments: server name ->
-# dotted path of `call_intent(tool_name, arguments) -> (Intent, reason) | None`.
-CALL_INTENT_RULES: dict[str, str] = {
-    "docker": "tools.servers.docker.call_intent",
-    "nmap": "tools.servers.nmap.call_intent",
-    "wireguard": "tools.servers.wireguard.call_intent",
-}
+from tools.intent.commandline import CommandClassification, classify_command
+from tools.servers.registry import call_intent_rule, classified_per_call, command_line_argument, targets_hosts
 
 
 @dataclass(frozen=True)
@@ -54,13 +38,13 @@ def base_intent(tool: Any) -> tuple[Intent, str]:
 
 def effective_intent_label(tool: Any) -> str:
     """The base intent as the catalogue shows it ("per call" for command-line tools)."""
-    if tool.qualified_name in COMMAND_LINE_TOOLS:
+    if classified_per_call(tool.qualified_name):
         return "per call"
     return base_intent(tool)[0].value
 
 
 def classify_call(tool: Any, arguments: dict[str, Any]) -> CallIntent:
-    argument = COMMAND_LINE_TOOLS.get(tool.qualified_name)
+    argument = command_line_argument(tool.qualified_name)
     if argument is not None:
         classified = classify_command(str(arguments.get(argument, "")))
         return CallIntent(classified.intent, classified.reason, classified)
@@ -77,10 +61,10 @@ def argument_intent(tool: Any, arguments: dict[str, Any]) -> tuple[Intent, str] 
     Only built-in servers are asked, and only to raise the intent: their rule can never lower it."""
     if tool.server.transport != Transport.BUILTIN:
         return None
-    path = CALL_INTENT_RULES.get(tool.server.name)
-    if path is None:
+    rule = call_intent_rule(tool.server.name)
+    if rule is None:
         return None
-    return import_string(path)(tool.name, arguments)
+    return rule(tool.name, arguments)
 
 
 def call_target(tool: Any, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -88,10 +72,10 @@ def call_target(tool: Any, arguments: dict[str, Any]) -> tuple[str, dict[str, An
 
     For most tools that is the server's name and the arguments as given. For the SSH tools, `target` is
     resolved to the host list (`ssh:a,b,c`) and the server is sent exactly those names. Raises
-    `tools.inventory.InventoryError` when the target matches nothing."""
-    if tool.qualified_name not in HOST_TARGET_TOOLS or tool.server.transport != Transport.BUILTIN:
+    `tools.errors.InventoryError` when the target matches nothing."""
+    if not targets_hosts(tool.qualified_name) or tool.server.transport != Transport.BUILTIN:
         return tool.server.name, arguments
-    from tools.inventory import resolve_targets, target_label
+    from tools.inventory.targets import resolve_targets, target_label
 
     servers = resolve_targets(str(arguments.get("target", "")))
     return target_label(servers), dict(arguments, target=",".join(s.name for s in servers))
