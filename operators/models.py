@@ -138,6 +138,11 @@ class Run(models.Model):
         )
 
     @property
+    def refused_calls(self) -> int:
+        """How many of its tool calls were decided and not run (denied, expired, invalid, cut off by its end...)."""
+        return self.tool_calls.exclude(decision__in=ToolCall.NOT_REFUSED).count()
+
+    @property
     def duration_seconds(self) -> float | None:
         if not self.started_at:
             return None
@@ -206,6 +211,14 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status})"
+
+    # The decisions of calls that ran, or may yet run (a person decides, a plan is approved), or none yet.
+    NOT_REFUSED = ("", *Decision.dispatched(), Decision.PENDING, Decision.PLANNED)
+
+    @property
+    def refused(self) -> bool:
+        """Decided and not run: the run page marks it."""
+        return self.decision not in self.NOT_REFUSED
 
     @property
     def dispatch_arguments(self) -> Any:

@@ -119,9 +119,12 @@ def test_an_approver_on_a_phone_approves_what_a_run_asks_and_the_run_page_comple
     expect(approvals.locator("#approval-count")).to_have_text("1")
     expect(status_of(page)).to_have_text("Awaiting approval", timeout=30_000)
 
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()  # a parked run can still be stopped
     card.get_by_role("button", name="Approve").click()
 
     expect(status_of(page)).to_have_text("Completed", timeout=30_000)
+    expect(status_of(page)).to_have_class("ok")  # every call ran: plain green
+    expect(page.get_by_role("button", name="Cancel")).to_have_count(0)  # gone with the live push, no reload
     expect(page.locator("#transcript .answer")).to_contain_text("nginx restarted")
     # The person who gave the task hears it finished, wherever they are in the dashboard; the approver does not.
     notice = page.locator("#live-notices .notice")

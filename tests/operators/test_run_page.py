@@ -246,3 +246,30 @@ def test_a_finished_run_shows_cost_and_duration_per_step_and_call_with_audit_lin
     assert f'href="{link}"' in page
     audit = viewer_client.get(html.unescape(link)).content.decode()
     assert "shell__run_command" in audit and "tool_call" in audit
+
+
+def test_a_run_whose_call_was_denied_is_not_plain_green_and_the_call_says_why(
+    fixer, admin_user, admin_client: Client, woken_runs
+) -> None:
+    from jit import services as jit
+
+    run = run_to_rest(queued_run(fixer))
+    assert run.status == RunStatus.AWAITING_APPROVAL
+    page = admin_client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert "Cancel</button>" in page  # a run that can still stop offers Cancel
+    jit.deny(AccessRequest.objects.get(run_id=run.pk).pk, actor=admin_user, reason="not now")
+    run = run_to_rest(run)
+    assert run.status == RunStatus.COMPLETED
+    page = admin_client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<strong class="warning">Completed</strong>' in page and "1 call denied or not run" in page
+    assert '<strong class="warning">Denied</strong>' in page
+    assert "Cancel</button>" not in page  # a finished run has nothing to cancel
+
+
+def test_a_run_whose_calls_all_ran_is_green_and_its_live_push_drops_cancel(reader, viewer_client: Client) -> None:
+    run = run_to_rest(queued_run(reader))
+    page = viewer_client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<strong class="ok">Completed</strong>' in page and "denied or not run" not in page
+    assert "Cancel</button>" not in page
+    pushed = live.render_transcript(run.pk)
+    assert "Completed</strong>" in pushed and "Cancel</button>" not in pushed
