@@ -261,8 +261,8 @@ def test_a_run_whose_call_was_denied_is_not_plain_green_and_the_call_says_why(
     run = run_to_rest(run)
     assert run.status == RunStatus.COMPLETED
     page = admin_client.get(reverse("run-detail", args=[run.pk])).content.decode()
-    assert '<strong class="warning">Completed</strong>' in page and "1 call denied or not run" in page
-    assert '<strong class="warning">Denied</strong>' in page
+    assert '<strong class="caution">Completed</strong>' in page and "1 call denied or not run" in page
+    assert '<strong class="caution">Denied</strong>' in page
     assert "Cancel</button>" not in page  # a finished run has nothing to cancel
 
 
