@@ -1,6 +1,7 @@
 """The one permission gate every tool call passes: `authorize(...)` decides, `Authorization.use()` spends the grant.
 
-read -> allowed. Above the Operator's ceiling -> denied outright. While a plan is drafted -> planned (not run).
+A tool not assigned to the Operator -> denied, whatever its intent. read -> allowed. Above the Operator's ceiling ->
+denied outright. While a plan is drafted -> planned (not run).
 Otherwise a live grant covering the call, or a new access request: approved at once in lenient mode, parked for a
 person in strict mode or when the run has read untrusted content (and Settings hold such runs strict). A step of
 an approved plan runs only under the grant its approval issued. The boundary is this code's, never the model's: no
@@ -82,6 +83,10 @@ def authorize(
     calls wait for a person whatever the mode. `planning`: the run drafts a plan, so a call that is not read is
     planned, not run. `grant_only`: a step of an approved plan, allowed only by a live grant (no new request)."""
     intent = Intent(intent)
+    if operator is not None and not operator.tools.filter(qualified_name=tool).exists():
+        # Only the Operator's own tools are offered to its model, but a model's answer is not to be trusted: a call
+        # to any other tool, read included, is refused here, in code.
+        return Authorization(Decision.DENIED, f"{tool} is not one of {operator.name}'s tools")
     if intent == Intent.READ:
         return Authorization(Decision.ALLOWED, "read is always allowed")
     refusal = ceiling_refusal(operator, intent)
@@ -104,7 +109,9 @@ def authorize(
     if grant is not None:
         return Authorization(Decision.APPROVED, f"covered by grant #{grant.pk}", grant=grant, scope=scope)
     if grant_only:
-        return Authorization(Decision.DENIED, "no grant of the approved plan covers this exact call")
+        return Authorization(
+            Decision.DENIED, "no live grant of the approved plan covers this exact call (expired, revoked or used)"
+        )
     request = services.request_access(
         operator=operator,
         run_id=run_id,

@@ -449,3 +449,26 @@ def test_racing_approvers_produce_exactly_one_decision(make_operator, admin_user
 def test_settings_keep_default_ttl_within_the_maximum(admin_user) -> None:
     with pytest.raises(ValidationError, match="cannot be longer"):
         update_site_settings(actor=admin_user, grant_default_ttl_minutes=90)
+
+
+# --- the Operator's own tools only -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+def test_a_tool_not_assigned_to_the_operator_is_refused_read_or_not(make_operator, tmp_path, lenient: bool) -> None:
+    """Only its own tools are offered to an Operator's model, but the gate does not trust the model's answer: a call
+    to another tool is denied in code, before any request or dispatch, even a read and even in lenient mode."""
+    operator = make_operator(jit_mode="lenient" if lenient else "strict")
+    operator.tools.clear()
+    canary = tmp_path / "canary"
+    read = gateway.execute("shell__run_command", {"command": "uptime"}, operator=operator)
+    write = gateway.execute("shell__run_command", append(canary), operator=operator)
+    for result in (read, write):
+        assert (result.ok, result.decision) == (False, "denied")
+        assert result.content == "denied: shell__run_command is not one of fixer's tools"
+    assert runs(canary) == 0 and not AccessRequest.objects.exists() and not Grant.objects.exists()
+    decisions = AuditEntry.objects.filter(event="tool_call.decision").order_by("sequence")
+    assert [(e.decision, e.details["policy_reason"]) for e in decisions] == [
+        ("denied", "shell__run_command is not one of fixer's tools")
+    ] * 2
+    assert not AuditEntry.objects.filter(event="tool_call.outcome").exclude(outcome="not_run").exists()
