@@ -270,25 +270,26 @@ def _finish(run: Run, status: str, *, answer: str = "", error: str = "") -> None
     # The answer and the error are text from a model, a tool or an exception: masked like everything stored.
     answer, error = redact(answer), redact(error)
     turns = run.turns and [*run.turns[:-1], {**run.turns[-1], "answer": answer, "status": status, "error": error}]
-    _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now(), turns=turns)
-    withdraw_requests(run.pk, reason=f"the run {status}")
-    if run.plan_mode:
-        plans.withdraw(run, reason=f"the run {status}")
-    for call in run.tool_calls.exclude(status=CallStatus.DONE).select_related("access_request"):
-        # Calls the model asked for that will never run (no call is mid-dispatch while the lease is held).
-        _record_outcome(run, call, outcome=Outcome.NOT_RUN, decision=call.decision or Decision.RUN_ENDED)
-        ToolCall.objects.filter(pk=call.pk).update(
-            status=CallStatus.DONE, ok=False, result=f"not run: the run {status}", finished_at=timezone.now()
+    with transaction.atomic():  # whoever sees the run finished sees its requests withdrawn and its calls closed
+        _save(run, status=status, answer=answer or run.answer, error=error, finished_at=timezone.now(), turns=turns)
+        withdraw_requests(run.pk, reason=f"the run {status}")
+        if run.plan_mode:
+            plans.withdraw(run, reason=f"the run {status}")
+        for call in run.tool_calls.exclude(status=CallStatus.DONE).select_related("access_request"):
+            # Calls the model asked for that will never run (no call is mid-dispatch while the lease is held).
+            _record_outcome(run, call, outcome=Outcome.NOT_RUN, decision=call.decision or Decision.RUN_ENDED)
+            ToolCall.objects.filter(pk=call.pk).update(
+                status=CallStatus.DONE, ok=False, result=f"not run: the run {status}", finished_at=timezone.now()
+            )
+        tell_starter(run)
+        record(
+            AuditEvent.RUN_FINISHED,
+            actor=run.operator_name or "system",
+            actor_kind=ActorKind.OPERATOR,
+            run=run.pk,
+            outcome=status,
+            error=error,
         )
-    tell_starter(run)
-    record(
-        AuditEvent.RUN_FINISHED,
-        actor=run.operator_name or "system",
-        actor_kind=ActorKind.OPERATOR,
-        run=run.pk,
-        outcome=status,
-        error=error,
-    )
 
 
 def _route(run: Run) -> bool:

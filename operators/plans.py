@@ -198,6 +198,7 @@ def approve(run_id: int, *, actor: User, skip: list[int] | tuple[int, ...] = ())
 def _approve(plan: Plan, steps: list[PlanStep], *, actor: User, skip: set[int]) -> Plan:
     _claim(plan, PlanStatus.APPROVED, actor)
     run = plan.run
+    ttl = site_settings().grant_max_ttl_minutes
     for step in steps:
         if step.index in skip:
             step.status = PlanStepStatus.SKIPPED
@@ -213,6 +214,9 @@ def _approve(plan: Plan, steps: list[PlanStep], *, actor: User, skip: set[int]) 
             target=step.target,
             arguments_digest=jit.arguments_digest(call.dispatch_arguments),
             granted_by=actor,
+            # The steps run one after another: the last may start long after the approval (an upgrade of every host
+            # before it), so each grant lasts as long as a person may grant at all.
+            ttl_minutes=ttl,
         )
         step.status = PlanStepStatus.APPROVED
         step.save(update_fields=["status", "grant"])
