@@ -28,10 +28,10 @@ reaction per decision comes on top; the "waiting" column is the time runs spent 
 bounded by the poll.
 
 With --eager the person decides as soon as a request (a plan) shows, even while the worker that parked the
-run still holds it. That decision's wake-up (advance_run) finds the run held and returns, and the worker,
-having parked the run, does not step it again: the run stays parked with its decision made until beat's
-reconciler picks it up (after 2 minutes untouched). The bench then stops with "the decision's wake-up was
-lost" within STUCK_SECONDS.
+run still holds it. That decision's wake-up (advance_run) finds the run held and returns; the worker that
+parked the run sends it on once it lets go (operators/tasks.py, since this bench found the wake-up lost). Were
+it lost again, the run would stay parked until beat's reconciler, and the bench stops with "the decision's
+wake-up was lost" within STUCK_SECONDS.
 
 The stack: a fresh data directory (SQLite, keys), one Celery worker as the Procfile starts it (concurrency 2,
 prefork; no beat: nothing here needs a schedule) on REDIS_URL (default redis://127.0.0.1:6379/12), whose

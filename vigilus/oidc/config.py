@@ -4,7 +4,7 @@ nobody in must stop the start with a sentence naming the variable), and handed t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -60,7 +60,7 @@ def check_settings(*, issuer: str, client_id: str, roles: dict[str, str], local_
 class SsoConfig:
     issuer: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in a log line or a traceback
     scopes: str
     role_claim: str
     username_claim: str

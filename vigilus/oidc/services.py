@@ -137,8 +137,7 @@ def _user_of_new_identity(
     if held is not None:
         raise SsoRefused(
             Refusal.ACCOUNT_LINKED,
-            f"The Vigilus account {user.username!r} is linked to another identity at the provider "
-            f"({held.subject!r}), not to {subject!r}.",
+            f"The Vigilus account {user.username!r} is linked to another identity at the provider, not to {subject!r}.",
             username=user.username,
             subject=subject,
         )
